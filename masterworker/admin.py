@@ -1,0 +1,88 @@
+"""The system view behind ``mw status`` (book chapter 3's AdminClient).
+
+Everything is read straight from ZooKeeper: who holds ``/master``, the registered workers and
+what is assigned to each, the pending tasks, and the completion records not yet consumed. Reads
+are pipelined (many requests in flight at once), which is how the asynchronous API of chapter
+3 makes a view of a thousand nodes cheap.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from kazoo.client import KazooClient
+from kazoo.exceptions import NoNodeError
+
+from masterworker.protocol import (
+    ASSIGN,
+    MASTER,
+    STATUS,
+    TASKS,
+    WORKERS,
+    TaskStatus,
+    WorkerInfo,
+    assign_dir,
+    status_path,
+    submission_order,
+    worker_path,
+)
+
+
+def _children(client: KazooClient, path: str) -> list[str]:
+    try:
+        return client.get_children(path)
+    except NoNodeError:
+        return []
+
+
+def _read_all(client: KazooClient, paths: list[str]) -> dict[str, bytes]:
+    """Read many nodes with all requests in flight at once; nodes that vanished are left out."""
+    pending = [(path, client.get_async(path)) for path in paths]
+    data = {}
+    for path, result in pending:
+        try:
+            data[path] = result.get()[0]
+        except NoNodeError:
+            continue
+    return data
+
+
+def system_view(client: KazooClient) -> dict[str, Any]:
+    """``{"master", "workers": {id: {"assigned", "slots"}}, "pending", "done", "orphaned"}``."""
+    try:
+        master: str | None = client.get(MASTER)[0].decode("utf-8", "replace")
+    except NoNodeError:
+        master = None
+    workers = _children(client, WORKERS)
+    infos = _read_all(client, [worker_path(w) for w in workers])
+    view_workers = {}
+    for worker in sorted(workers):
+        info = WorkerInfo.decode(infos.get(worker_path(worker)))
+        view_workers[worker] = {
+            "assigned": submission_order(_children(client, assign_dir(worker))),
+            "slots": info.slots,
+            "host": info.host,
+            "pid": info.pid,
+        }
+    # Assignments of workers that are gone: a master will give them back to /tasks.
+    orphaned = {
+        w: submission_order(_children(client, assign_dir(w)))
+        for w in _children(client, ASSIGN)
+        if w not in view_workers
+    }
+    statuses = _read_all(client, [status_path(t) for t in _children(client, STATUS)])
+    done = {}
+    for path, data in sorted(statuses.items()):
+        status = TaskStatus.decode(data)
+        done[path.rsplit("/", 1)[1]] = {
+            "state": status.state,
+            "exit_code": status.exit_code,
+            "worker": status.worker,
+        }
+    return {
+        "master": master,
+        "workers": view_workers,
+        "pending": submission_order(_children(client, TASKS)),
+        "done": done,
+        "orphaned": {w: t for w, t in orphaned.items() if t},
+    }

@@ -1,0 +1,53 @@
+"""The ``mw`` command line: a thin typer layer over the library (one module per command group)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from masterworker import __version__
+from masterworker.cli import zk
+from masterworker.cli.common import console
+from masterworker.cli.roles import master, worker
+from masterworker.cli.status import status_command
+from masterworker.cli.tasks import result_command, submit_command
+
+app = typer.Typer(
+    name="mw",
+    help="masterworker: the master-worker example of 'ZooKeeper: Distributed Process Coordination', "
+    "on a real ZooKeeper. Start with: mw zk start (one shell), then mw master, mw worker, "
+    "mw submit -- echo hi, mw status.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        console.print(f"mw {__version__}", highlight=False)
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+) -> None:
+    """masterworker: masters, workers and clients coordinating only through ZooKeeper."""
+
+
+app.add_typer(
+    zk.app, name="zk", help="Run a local ZooKeeper (standalone or an ensemble) and look at its servers."
+)
+app.command("master", help="Run for master; backups wait and take over (ch. 3-5).")(master)
+app.command("worker", help="Register as a worker and run assigned tasks (ch. 3-5).")(worker)
+app.command("submit", help="Submit a task and wait for its result: mw submit -- echo hi.")(submit_command)
+app.command("result", help="Show (and collect) a task's result.")(result_command)
+app.command("status", help="Show master, workers, assignments, pending tasks and results.")(status_command)
+
+
+def main() -> None:
+    app(prog_name="mw")

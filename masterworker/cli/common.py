@@ -1,0 +1,130 @@
+"""What every command shares: connection options, logging, error handling, signals.
+
+Each command parses its options and calls one library function; errors leave through
+``typer.Exit`` with one readable line (exit 2 for bad input, 1 for an unreachable ZooKeeper).
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import signal
+import socket
+from collections.abc import Callable
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+
+from masterworker.connection import DEFAULT_HOSTS, DEFAULT_SESSION_TIMEOUT, ZkSettings
+from masterworker.errors import BadInput, MasterworkerError
+from masterworker.logs import setup_logging
+from masterworker.protocol import is_valid_name
+from masterworker.zk.install import ZooKeeperNotInstalled
+from masterworker.zk.server import ServerStartError
+
+console = Console()
+err_console = Console(stderr=True)
+
+ZkHosts = Annotated[
+    str,
+    typer.Option(
+        "--zk",
+        envvar="MW_ZK",
+        help="ZooKeeper hosts, host:port[,host:port...][/chroot].",
+        rich_help_panel="Connection",
+    ),
+]
+SessionTimeout = Annotated[
+    float,
+    typer.Option(
+        "--session-timeout",
+        envvar="MW_SESSION_TIMEOUT",
+        help="Seconds the ensemble waits after losing touch before it expires our session "
+        "(and deletes our ephemeral znodes).",
+        rich_help_panel="Connection",
+    ),
+]
+LogLevel = Annotated[
+    str,
+    typer.Option(
+        "--log-level",
+        envvar="MW_LOG_LEVEL",
+        help="TRACE, DEBUG, INFO, WARNING or ERROR.",
+        rich_help_panel="Logging",
+    ),
+]
+LogJson = Annotated[
+    bool,
+    typer.Option("--log-json", help="Logs as JSON lines on stderr.", rich_help_panel="Logging"),
+]
+DEFAULTS = {
+    "zk": DEFAULT_HOSTS,
+    "session_timeout": DEFAULT_SESSION_TIMEOUT,
+    "log_level": "INFO",
+    "log_json": False,
+}
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def setup(
+    zk: str, session_timeout: float, log_level: str, log_json: bool, role: str | None = None
+) -> ZkSettings:
+    """Logging first (so every later line is formatted), then validated connection settings."""
+    try:
+        setup_logging(log_level, log_json, role)
+    except ValueError as exc:
+        raise BadInput(str(exc)) from None
+    return ZkSettings(hosts=zk, session_timeout=session_timeout).validated()
+
+
+def fail(message: str, code: int) -> typer.Exit:
+    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    return typer.Exit(code)
+
+
+def friendly_errors(command: F) -> F:
+    """Turn the errors a user can cause or meet into one line and an exit code, never a traceback."""
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except MasterworkerError as exc:
+            raise fail(str(exc), exc.exit_code) from None
+        except ZooKeeperNotInstalled as exc:
+            raise fail(str(exc), 2) from None
+        except ServerStartError as exc:
+            raise fail(str(exc), 1) from None
+        except KeyboardInterrupt:
+            raise typer.Exit(130) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def default_id(role: str) -> str:
+    """Unique and readable: the book's masters all got the same id, and two of them acted at once."""
+    return f"{role}-{socket.gethostname()}-{os.getpid()}"
+
+
+def check_id(value: str | None, role: str) -> str:
+    chosen = value or default_id(role)
+    if not is_valid_name(chosen):
+        raise BadInput(f"{chosen!r} is not a valid {role} id (letters, digits and _.:@- only)")
+    return chosen
+
+
+def positive(value: float | None, option: str) -> None:
+    if value is not None and value <= 0:
+        raise BadInput(f"{option} must be positive, not {value:g}")
+
+
+def on_stop_signals(stop: Callable[[], None]) -> None:
+    """SIGTERM and Ctrl-C ask for a clean stop (close the session, so others react at once)."""
+
+    def handler(signum: int, frame: object) -> None:
+        stop()
+
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)

@@ -1,0 +1,93 @@
+"""``mw master`` and ``mw worker``: the long-running processes of the book's example."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from masterworker.cli.common import (
+    DEFAULTS,
+    LogJson,
+    LogLevel,
+    SessionTimeout,
+    ZkHosts,
+    check_id,
+    friendly_errors,
+    on_stop_signals,
+    setup,
+)
+from masterworker.connection import close_quietly, connect
+from masterworker.errors import BadInput, MasterworkerError
+from masterworker.master import Master
+from masterworker.worker import Worker, WorkerIdInUse
+
+
+@friendly_errors
+def master(
+    master_id: Annotated[
+        str | None, typer.Option("--id", help="This master's id (default: master-HOST-PID).")
+    ] = None,
+    no_fencing: Annotated[
+        bool,
+        typer.Option("--no-fencing", hidden=True, help="Teaching switch: assign without the epoch check."),
+    ] = False,
+    zk: ZkHosts = DEFAULTS["zk"],
+    session_timeout: SessionTimeout = DEFAULTS["session_timeout"],
+    log_level: LogLevel = DEFAULTS["log_level"],
+    log_json: LogJson = False,
+) -> None:
+    """Run for master: the active master assigns tasks; the others wait as backups (ch. 3-5).
+
+    kill -9 of the active master: a backup takes over once its session expires. SIGTERM or
+    Ctrl-C: the master closes its session, so a backup takes over at once.
+    """
+    chosen = check_id(master_id, "master")
+    settings = setup(zk, session_timeout, log_level, log_json, role=chosen)
+    client = connect(settings)
+    try:
+        role = Master(client, chosen, fenced=not no_fencing)
+        on_stop_signals(role.stop)
+        role.run()
+    finally:
+        close_quietly(client)
+
+
+@friendly_errors
+def worker(
+    worker_id: Annotated[
+        str | None, typer.Option("--id", help="This worker's id (default: worker-HOST-PID).")
+    ] = None,
+    slots: Annotated[int, typer.Option("--slots", help="Tasks run at once.")] = 1,
+    allow: Annotated[
+        list[str] | None, typer.Option("--allow", help="Only run this program (repeatable).")
+    ] = None,
+    grace: Annotated[
+        float, typer.Option("--grace", help="Seconds running tasks get to finish on SIGTERM.")
+    ] = 30.0,
+    zk: ZkHosts = DEFAULTS["zk"],
+    session_timeout: SessionTimeout = DEFAULTS["session_timeout"],
+    log_level: LogLevel = DEFAULTS["log_level"],
+    log_json: LogJson = False,
+) -> None:
+    """Register as a worker and run the tasks the master assigns (ch. 3-5).
+
+    Each task runs without a shell, on its own thread, and completes with one transaction that
+    creates /status/<task> and deletes the assignment.
+    """
+    if slots <= 0:
+        raise BadInput(f"--slots must be a positive number, not {slots}")
+    if grace < 0:
+        raise BadInput(f"--grace must not be negative, not {grace:g}")
+    chosen = check_id(worker_id, "worker")
+    settings = setup(zk, session_timeout, log_level, log_json, role=chosen)
+    client = connect(settings)
+    try:
+        role = Worker(client, chosen, slots=slots, allow=frozenset(allow) if allow else None, grace=grace)
+        on_stop_signals(role.stop)
+        try:
+            role.run()
+        except WorkerIdInUse as exc:
+            raise MasterworkerError(str(exc)) from None
+    finally:
+        close_quietly(client)

@@ -1,0 +1,150 @@
+"""``mw submit`` and ``mw result``: the book's client (ch. 3 and 4)."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated
+
+import typer
+
+from masterworker.cli.common import (
+    DEFAULTS,
+    LogJson,
+    LogLevel,
+    SessionTimeout,
+    ZkHosts,
+    console,
+    default_id,
+    friendly_errors,
+    positive,
+    setup,
+)
+from masterworker.client import (
+    DEFAULT_BACKLOG_CAP,
+    consume_status,
+    encode_task,
+    read_status,
+    require_known_task,
+    submit,
+    wait_for_status,
+)
+from masterworker.connection import close_quietly, connect
+from masterworker.protocol import DEFAULT_TASK_TIMEOUT, TaskSpec, TaskStatus
+
+EXIT_TIMED_OUT = 3
+
+
+def show_status(task: str, status: TaskStatus, as_json: bool) -> None:
+    if as_json:
+        console.print_json(
+            json.dumps(
+                {
+                    "task": task,
+                    "state": status.state,
+                    "exit_code": status.exit_code,
+                    "worker": status.worker,
+                    "reason": status.reason,
+                    "output": status.output,
+                }
+            )
+        )
+        return
+    colour = "green" if status.ok else "red"
+    detail = f"exit code {status.exit_code}" if status.exit_code is not None else ""
+    if status.reason and not status.reason.startswith("exit code"):
+        detail = f"{detail}: {status.reason}" if detail else status.reason
+    console.print(f"{task} [{colour}]{status.state}[/] on {status.worker or '?'} ({detail})", highlight=False)
+    if status.output:
+        console.out(status.output.rstrip("\n"), highlight=False)
+
+
+def finish(task: str, status: TaskStatus | None, as_json: bool, keep: bool, client) -> None:  # noqa: ANN001
+    if status is None:
+        if as_json:
+            console.print_json(json.dumps({"task": task, "state": "waiting"}))
+        else:
+            console.print(f"{task} has not finished yet (see 'mw result {task} --wait')", highlight=False)
+        raise typer.Exit(EXIT_TIMED_OUT)
+    show_status(task, status, as_json)
+    if not keep:
+        consume_status(client, task)
+    raise typer.Exit(0 if status.ok else 1)
+
+
+@friendly_errors
+def submit_command(
+    command: Annotated[
+        list[str] | None, typer.Argument(help="The program and its arguments, after '--'.")
+    ] = None,
+    no_wait: Annotated[
+        bool, typer.Option("--no-wait", help="Print the task name and return at once.")
+    ] = False,
+    timeout: Annotated[
+        float | None,
+        typer.Option("--timeout", help="Seconds to wait for the result (exit code 3 when they run out)."),
+    ] = None,
+    task_timeout: Annotated[
+        float, typer.Option("--task-timeout", help="Seconds the task may run on a worker.")
+    ] = DEFAULT_TASK_TIMEOUT,
+    backlog_cap: Annotated[
+        int,
+        typer.Option(
+            "--backlog-cap",
+            envvar="MW_BACKLOG_CAP",
+            help="Refuse to submit while this many tasks are pending.",
+        ),
+    ] = DEFAULT_BACKLOG_CAP,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+    zk: ZkHosts = DEFAULTS["zk"],
+    session_timeout: SessionTimeout = DEFAULTS["session_timeout"],
+    log_level: LogLevel = DEFAULTS["log_level"],
+    log_json: LogJson = False,
+) -> None:
+    """Submit a task and wait for its result: mw submit -- echo hello.
+
+    Exit code 0 when the task is done, 1 when it failed, 3 when --timeout ran out first.
+    The task is created so that a retry after a lost connection never makes a second one.
+    """
+    settings = setup(zk, session_timeout, log_level, log_json)
+    positive(timeout, "--timeout")
+    positive(backlog_cap, "--backlog-cap")
+    spec = TaskSpec(argv=list(command or []), timeout=task_timeout, client=default_id("client"))
+    encode_task(spec)  # bad input fails here, before anything is written
+    client = connect(settings)
+    try:
+        task = submit(client, spec, backlog_cap=backlog_cap)
+        if no_wait:
+            console.print_json(json.dumps({"task": task})) if as_json else console.print(
+                task, highlight=False
+            )
+            return
+        finish(task, wait_for_status(client, task, timeout), as_json, keep=False, client=client)
+    finally:
+        close_quietly(client)
+
+
+@friendly_errors
+def result_command(
+    task: Annotated[str, typer.Argument(help="The task name that 'mw submit --no-wait' printed.")],
+    wait: Annotated[bool, typer.Option("--wait", help="Wait until the task finishes.")] = False,
+    timeout: Annotated[float | None, typer.Option("--timeout", help="Seconds to wait with --wait.")] = None,
+    keep: Annotated[bool, typer.Option("--keep", help="Leave the status node in place.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+    zk: ZkHosts = DEFAULTS["zk"],
+    session_timeout: SessionTimeout = DEFAULTS["session_timeout"],
+    log_level: LogLevel = DEFAULTS["log_level"],
+    log_json: LogJson = False,
+) -> None:
+    """Show a task's result (and remove its status node, unless --keep).
+
+    Exit code 0 when done, 1 when failed, 2 for an unknown task, 3 when it has not finished.
+    """
+    settings = setup(zk, session_timeout, log_level, log_json)
+    positive(timeout, "--timeout")
+    client = connect(settings)
+    try:
+        require_known_task(client, task)
+        status = wait_for_status(client, task, timeout) if wait else read_status(client, task)
+        finish(task, status, as_json, keep, client)
+    finally:
+        close_quietly(client)

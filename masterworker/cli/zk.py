@@ -1,0 +1,115 @@
+"""``mw zk``: start a local ZooKeeper and look at servers (book chapters 9 and 10)."""
+
+from __future__ import annotations
+
+import json
+import signal
+import threading
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from kazoo.hosts import collect_hosts
+from rich.table import Table
+
+from masterworker.cli.common import (
+    DEFAULTS,
+    LogJson,
+    LogLevel,
+    ZkHosts,
+    console,
+    fail,
+    friendly_errors,
+    setup,
+)
+from masterworker.errors import BadInput
+from masterworker.zk.fourletter import server_facts
+from masterworker.zk.server import LocalZooKeeper
+
+app = typer.Typer(
+    help="Run a local ZooKeeper (standalone or an ensemble) and look at its servers.", no_args_is_help=True
+)
+
+
+@app.command("start")
+@friendly_errors
+def start(
+    servers: Annotated[
+        int, typer.Option("--servers", "-n", help="1 (standalone), 3 or 5 (an ensemble).")
+    ] = 1,
+    port: Annotated[
+        int | None,
+        typer.Option(
+            "--port", help="Client port of the first server (the next ones count up). Default: free ports."
+        ),
+    ] = None,
+    data_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--data-dir", help="Keep the data here (default: a temporary directory, removed at exit)."
+        ),
+    ] = None,
+    log_level: LogLevel = DEFAULTS["log_level"],
+    log_json: LogJson = False,
+) -> None:
+    """Start ZooKeeper on 127.0.0.1 in the foreground; print the connect string; Ctrl-C stops it."""
+    setup(DEFAULTS["zk"], DEFAULTS["session_timeout"], log_level, log_json, role="zk")
+    if servers not in (1, 3, 5):
+        raise BadInput(f"--servers must be 1, 3 or 5, not {servers}")
+    if port is not None and not 0 < port < 65536 - servers:
+        raise BadInput(f"--port {port} is not a usable port")
+    stopping = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stopping.set())
+    zk = LocalZooKeeper(servers=servers, data_dir=data_dir, client_port=port)
+    zk.start()
+    try:
+        kind = "standalone server" if servers == 1 else f"ensemble of {servers} servers"
+        console.print(f"ZooKeeper {kind} running; data in {zk.data_dir}")
+        console.print(zk.connect_string, highlight=False, soft_wrap=True)
+        console.print(
+            f"[dim]export MW_ZK={zk.connect_string}   # then try: mw zk status[/]",
+            highlight=False,
+            soft_wrap=True,
+        )
+        while not stopping.wait(0.5):
+            pass
+    finally:
+        zk.stop()
+        console.print("ZooKeeper stopped")
+
+
+@app.command("status")
+@friendly_errors
+def status(
+    zk: ZkHosts = DEFAULTS["zk"],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+    log_level: LogLevel = DEFAULTS["log_level"],
+    log_json: LogJson = False,
+) -> None:
+    """Ask each server of --zk (four-letter word srvr): mode, zxid, connections, znode count."""
+    setup(zk, DEFAULTS["session_timeout"], log_level, log_json)
+    hosts, _chroot = collect_hosts(zk)
+    report = {}
+    for host, port in hosts:
+        try:
+            report[f"{host}:{port}"] = server_facts(host, port)
+        except OSError:
+            report[f"{host}:{port}"] = {"mode": "down", "zxid": None, "connections": None, "znodes": None}
+    if as_json:
+        console.print_json(json.dumps(report))
+    else:
+        table = Table(title="ZooKeeper servers")
+        for column in ("server", "mode", "zxid", "epoch", "connections", "znodes"):
+            table.add_column(column)
+        for address, facts in report.items():
+            table.add_row(
+                address,
+                *(
+                    str(facts.get(k, "")) if facts.get(k) is not None else "-"
+                    for k in ("mode", "zxid", "epoch", "connections", "znodes")
+                ),
+            )
+        console.print(table)
+    if all(f["mode"] == "down" for f in report.values()):
+        raise fail(f"no ZooKeeper server answered at {zk}", 1)

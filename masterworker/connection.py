@@ -1,0 +1,109 @@
+"""Opening a ZooKeeper session (book chapter 3, "Getting started with the ZooKeeper API").
+
+Every ``mw`` command connects the same way: a hosts string (``host:port,host:port/chroot``),
+a session timeout, and a connect timeout after which it gives up with one clear line instead
+of hanging. The session timeout is the time the ensemble waits, after hearing nothing from a
+client, before it declares the session expired and deletes its ephemeral znodes: it is how a
+crashed master or worker is detected.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from kazoo.client import KazooClient
+from kazoo.handlers.threading import KazooTimeoutError
+from kazoo.hosts import collect_hosts
+from kazoo.retry import KazooRetry
+
+from masterworker.errors import BadInput, ZooKeeperUnavailable
+
+DEFAULT_HOSTS = "127.0.0.1:2181"
+DEFAULT_SESSION_TIMEOUT = 10.0
+
+
+def validate_hosts(hosts: str) -> str:
+    """Check a kazoo hosts string before kazoo sees it; raise BadInput with the reason."""
+    text = hosts.strip()
+    if not text:
+        raise BadInput("the ZooKeeper hosts string is empty (expected host:port[,host:port][/chroot])")
+    try:
+        servers, chroot = collect_hosts(text)
+    except ValueError as exc:
+        raise BadInput(f"malformed ZooKeeper hosts string {hosts!r}: {exc}") from None
+    explicit_ports = [part.rpartition(":")[2] for part in text.partition("/")[0].split(",")]
+    for (_host, port), explicit in zip(servers, explicit_ports, strict=True):
+        if explicit == "0" or not 0 < port < 65536:
+            raise BadInput(f"malformed ZooKeeper hosts string {hosts!r}: port {port} is out of range")
+    if chroot is not None:
+        parts = chroot.split("/")[1:]
+        if chroot.endswith("/") or any(p in ("", ".", "..") for p in parts):
+            raise BadInput(f"malformed chroot {chroot!r} in {hosts!r} (expected /name[/name...])")
+    return text
+
+
+@dataclass(frozen=True)
+class ZkSettings:
+    """The connection settings every command shares (``--zk``/``MW_ZK`` and friends)."""
+
+    hosts: str = DEFAULT_HOSTS
+    session_timeout: float = DEFAULT_SESSION_TIMEOUT
+    connect_timeout: float = 10.0
+
+    @classmethod
+    def from_env(cls, **overrides: object) -> ZkSettings:
+        values: dict[str, object] = {
+            "hosts": os.environ.get("MW_ZK", DEFAULT_HOSTS),
+            "session_timeout": float(os.environ.get("MW_SESSION_TIMEOUT", DEFAULT_SESSION_TIMEOUT)),
+        }
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)  # type: ignore[arg-type]
+
+    def validated(self) -> ZkSettings:
+        validate_hosts(self.hosts)
+        if self.session_timeout <= 0:
+            raise BadInput(f"the session timeout must be positive, not {self.session_timeout}")
+        if self.connect_timeout <= 0:
+            raise BadInput(f"the connect timeout must be positive, not {self.connect_timeout}")
+        return self
+
+
+def make_client(settings: ZkSettings) -> KazooClient:
+    """A client that retries connecting forever in the background and retries no command by itself.
+
+    Commands are not retried by kazoo because a retried create may have succeeded the first
+    time: each caller decides what ConnectionLoss means for its own operation (chapter 5).
+    """
+    from masterworker.fast_handler import SelectHandler
+
+    settings.validated()
+    return KazooClient(
+        hosts=settings.hosts,
+        timeout=settings.session_timeout,
+        connection_retry=KazooRetry(max_tries=-1, delay=0.1, max_delay=1.0),
+        handler=SelectHandler(),
+    )
+
+
+def connect(settings: ZkSettings) -> KazooClient:
+    """Start a session or raise ZooKeeperUnavailable within ``settings.connect_timeout``."""
+    client = make_client(settings)
+    try:
+        client.start(timeout=settings.connect_timeout)
+    except KazooTimeoutError:
+        client.stop()
+        client.close()
+        raise ZooKeeperUnavailable(
+            f"no ZooKeeper server answered at {settings.hosts} within {settings.connect_timeout:g} s "
+            "(start one with 'mw zk start', or set --zk / MW_ZK)"
+        ) from None
+    return client
+
+
+def close_quietly(client: KazooClient) -> None:
+    """Close the session now, so the ensemble deletes our ephemeral znodes at once (chapter 3)."""
+    try:
+        client.stop()
+    finally:
+        client.close()

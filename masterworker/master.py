@@ -1,0 +1,484 @@
+"""The master and its backups (book chapters 3 to 5).
+
+Usage::
+
+    master = Master(client, "master-1")
+    master.run()            # blocks; master.stop() from a signal handler or another thread
+
+**Election (ch. 3).** Every master tries to create the ephemeral ``/master``; one succeeds and
+is the active master, the others are backups that watch ``/master`` and run again when it is
+deleted (its owner's session closed or expired). The create and a bump of ``/epoch``'s version
+are one transaction, so the newest master always holds the highest epoch.
+
+**Fencing (ch. 5).** A master paused past its session timeout (a long GC, SIGSTOP) wakes up
+believing it is still master: a zombie. Every transaction a master writes begins with
+``check(/epoch, my_epoch)``; once a newer master has been elected, the zombie's writes fail
+and change nothing, and the zombie steps down.
+
+**Assignment (ch. 4).** One-time watches on ``/workers``, ``/tasks`` and each ``/assign/<w>``
+tell the master what changed; after each it re-reads the children (and sets the watch again).
+Each pending task moves to the least-loaded worker with room (its slots plus a small
+prefetch), in submission order, in one transaction: check the epoch, create the assignment,
+delete the task. Many tasks may share one transaction; each still moves atomically.
+
+**Recovery (ch. 4 and 5).** When a worker's ephemeral node goes, its assigned tasks go back to
+``/tasks`` (create the task, delete the assignment, in one transaction), except tasks that have
+a status already, whose assignment is just removed. A newly elected master reconciles the
+whole tree before assigning anything.
+
+**Connection trouble (ch. 5).** On SUSPENDED the master stops assigning until it knows it still
+holds ``/master``. On LOST its session is gone and so is everything it believed: it rejoins as
+a backup with the new session kazoo opens. Watches and the state listener only put events in
+a queue; this class's own thread does all the work, like the book's single event thread.
+"""
+
+from __future__ import annotations
+
+import enum
+import queue
+import threading
+from dataclasses import dataclass, field
+
+from kazoo.client import KazooClient, KazooState
+from kazoo.exceptions import BadVersionError, NodeExistsError, NoNodeError, NotEmptyError
+from kazoo.protocol.states import WatchedEvent
+from loguru import logger
+
+from masterworker.protocol import (
+    ASSIGN,
+    EPOCH,
+    MASTER,
+    TASKS,
+    WORKERS,
+    WorkerInfo,
+    assign_dir,
+    assignment_path,
+    status_path,
+    submission_order,
+    task_path,
+    worker_path,
+)
+from masterworker.zkops import RECOVERABLE, SessionEvents, ensure_nodes, failure, session_id, wait_connected
+
+# A worker gets this many tasks beyond its slots, so it never idles waiting for the master.
+PREFETCH = 1
+# Tasks per assignment transaction: each task is still moved atomically.
+BATCH = 64
+
+
+class MasterState(enum.Enum):
+    """The book's master states, plus PAUSED for a connection in doubt."""
+
+    BACKUP = "backup"  # not elected: watching /master
+    ELECTED = "elected"  # the active master
+    PAUSED = "paused"  # elected, but the connection is SUSPENDED: act on nothing
+    STOPPED = "stopped"
+
+
+class Deposed(Exception):
+    """A fenced transaction failed on the epoch check: a newer master exists."""
+
+
+@dataclass
+class Cluster:
+    """What the active master believes about the system; rebuilt from ZooKeeper after every doubt."""
+
+    workers: dict[str, WorkerInfo] = field(default_factory=dict)
+    assigned: dict[str, set[str]] = field(default_factory=dict)  # live worker -> its assigned tasks
+    pending: list[str] = field(default_factory=list)  # in submission order
+
+    def free_slots(self, worker: str) -> int:
+        return self.workers[worker].slots + PREFETCH - len(self.assigned.get(worker, ()))
+
+
+class Master:
+    """An active or backup master; see the module docstring."""
+
+    def __init__(self, client: KazooClient, master_id: str, fenced: bool = True) -> None:
+        self.client = client
+        self.id = master_id
+        self.fenced = fenced  # False only for the chaos checker's teaching switch
+        self.state = MasterState.BACKUP
+        self.epoch: int | None = None
+        self.cluster = Cluster()
+        self.events: queue.Queue = queue.Queue()
+        self._stop = threading.Event()
+        self._resync = True  # re-read everything before the next assignment
+        self._dirty: set[str] = {"run"}  # "run", "workers", "tasks", or "assign:<worker>"
+        self._announced_backup = False
+        self._session_events = SessionEvents(client, self.events)
+        self.elected = threading.Event()  # set while ELECTED, for tests and the demo
+
+    # -- life cycle ----------------------------------------------------------------------------
+    def run(self) -> None:
+        logger.info("master {} starting", self.id)
+        while not self._stop.is_set():
+            try:
+                ensure_nodes(self.client)  # the book's bootstrap: idempotent, any master may do it
+                break
+            except RECOVERABLE:
+                wait_connected(self.client, self._stop, timeout=1.0)
+        while not self._stop.is_set():
+            try:
+                self._step()
+            except Deposed:
+                self._step_down("a newer master was elected (our epoch check failed)")
+            except RECOVERABLE as exc:
+                logger.warning(
+                    "{} during {} work: will re-read everything once connected",
+                    type(exc).__name__,
+                    self.state.value,
+                )
+                self._resync = True
+                wait_connected(self.client, self._stop, timeout=1.0)
+        self.state = MasterState.STOPPED
+        self.elected.clear()
+        self._session_events.remove()
+        logger.info("master {} stopped", self.id)
+
+    def stop(self) -> None:
+        """Ask run() to return; the caller then closes the session, which deletes /master at once."""
+        self._stop.set()
+        self.events.put(("stop", None))
+
+    # -- the event loop -----------------------------------------------------------------------
+    def _step(self) -> None:
+        busy = self.state is MasterState.ELECTED and (self._resync or self._dirty - {"run"})
+        self._drain_events(timeout=0.0 if busy else 1.0)
+        if self._stop.is_set() or not self.client.connected:
+            return
+        if "check-leadership" in self._dirty and self.state is MasterState.PAUSED:
+            self._dirty.discard("check-leadership")
+            self._confirm_leadership()
+        if self.state is MasterState.BACKUP and "run" in self._dirty:
+            self._dirty.discard("run")
+            self._elect_or_watch()
+        if self.state is MasterState.ELECTED:
+            if self._resync:
+                self._reconcile()
+            else:
+                self._refresh_dirty()
+            self._assign()
+
+    def _drain_events(self, timeout: float) -> None:
+        try:
+            item = self.events.get(timeout=timeout) if timeout else self.events.get_nowait()
+        except queue.Empty:
+            if self.state is MasterState.BACKUP:
+                self._dirty.add("run")  # cheap periodic check: a missed watch can never strand us
+            return
+        while True:
+            kind, value = item
+            if kind == "session":
+                self._on_session(value)
+            elif kind in ("workers", "tasks", "run"):
+                self._dirty.add(kind)
+            elif kind == "assign":
+                self._dirty.add(f"assign:{value}")
+            try:
+                item = self.events.get_nowait()
+            except queue.Empty:
+                return
+
+    def _on_session(self, state: KazooState) -> None:
+        if state == KazooState.SUSPENDED:
+            if self.state is MasterState.ELECTED:
+                logger.warning("connection SUSPENDED: assigning nothing until we know we still hold /master")
+                self.state = MasterState.PAUSED
+                self.elected.clear()
+        elif state == KazooState.LOST:
+            if self.state in (MasterState.ELECTED, MasterState.PAUSED):
+                logger.warning("session LOST: /master and our watches are gone; rejoining as a backup")
+            self._become_backup()
+        elif state == KazooState.CONNECTED:
+            if self.state is MasterState.PAUSED:
+                self._dirty.add("check-leadership")
+            self._dirty.add("run")
+
+    # -- election --------------------------------------------------------------------------------
+    def _elect_or_watch(self) -> None:
+        """A backup's check: is there an active master? If not, run; either way, keep a watch."""
+        if self.client.exists(MASTER, watch=self._on_master_event) is None:
+            self._run_for_master()
+        else:
+            self._announce_backup()
+
+    def _run_for_master(self) -> None:
+        """Create /master and bump /epoch in one transaction; on ConnectionLoss, check who won."""
+        txn = self.client.transaction()
+        txn.create(MASTER, self.id.encode(), ephemeral=True)
+        txn.set_data(EPOCH, self.id.encode())
+        try:
+            results = txn.commit()
+        except RECOVERABLE:
+            # The create may have happened: the book's "ConnectionLoss means check whether you won".
+            wait_connected(self.client, self._stop)
+            if self._owns_master():
+                logger.info("ConnectionLoss on the /master create, read /master: it is ours")
+                self._become_master(self.client.get(EPOCH)[1].version)
+            else:
+                self._dirty.add("run")
+            return
+        failed = failure(results)
+        if failed is None:
+            self._become_master(results[1].version)
+        elif isinstance(failed[1], NodeExistsError):
+            self._announce_backup()
+        elif isinstance(failed[1], NoNodeError):  # /epoch was removed under us: bootstrap again
+            ensure_nodes(self.client)
+            self._dirty.add("run")
+        else:
+            raise failed[1]
+
+    def _owns_master(self) -> bool:
+        try:
+            _, stat = self.client.get(MASTER)
+        except NoNodeError:
+            return False
+        return stat.ephemeralOwner == session_id(self.client)
+
+    def _announce_backup(self) -> None:
+        if self._announced_backup:
+            return
+        try:
+            holder = self.client.get(MASTER)[0].decode("utf-8", "replace")
+        except NoNodeError:
+            self._dirty.add("run")  # it went away between our create and this read: run again
+            return
+        logger.info("{} is the active master; {} is a backup watching /master", holder, self.id)
+        self._announced_backup = True
+
+    def _on_master_event(self, event: WatchedEvent) -> None:
+        self.events.put(("run", None))
+
+    def _become_master(self, epoch: int) -> None:
+        ensure_nodes(self.client)
+        self.epoch = epoch
+        self.state = MasterState.ELECTED
+        self._resync = True
+        self._announced_backup = False
+        self.elected.set()
+        logger.success("{} elected master (epoch {})", self.id, epoch)
+
+    def _become_backup(self) -> None:
+        self.state = MasterState.BACKUP
+        self.elected.clear()
+        self.epoch = None
+        self.cluster = Cluster()
+        self._resync = True
+        self._dirty = {"run"}
+
+    def _step_down(self, why: str) -> None:
+        logger.warning("{} steps down: {}", self.id, why)
+        self._become_backup()
+
+    def _confirm_leadership(self) -> None:
+        """After SUSPENDED then CONNECTED: the same session, but did we keep /master?"""
+        epoch_now = self.client.get(EPOCH)[1].version
+        if self._owns_master() and epoch_now == self.epoch:
+            logger.info("reconnected and /master is still ours (epoch {}): resuming", self.epoch)
+            self.state = MasterState.ELECTED
+            self.elected.set()
+            self._resync = True
+        else:
+            self._step_down("reconnected, but /master is no longer ours")
+
+    # -- reading the system ----------------------------------------------------------------------
+    def _watch(self, kind: str, value: str | None = None):  # noqa: ANN202 - a kazoo watcher
+        def watcher(event: WatchedEvent) -> None:
+            self.events.put((kind, value))
+
+        return watcher
+
+    def _read_workers(self) -> set[str]:
+        live = set(self.client.get_children(WORKERS, watch=self._watch("workers")))
+        known = self.cluster.workers
+        for gone in set(known) - live:
+            known.pop(gone)
+        for worker in sorted(live - set(known)):
+            try:
+                known[worker] = WorkerInfo.decode(self.client.get(worker_path(worker))[0])
+                logger.info("worker {} joined ({} slot(s))", worker, known[worker].slots)
+            except NoNodeError:
+                live.discard(worker)
+        return live
+
+    def _read_assigned(self, worker: str) -> None:
+        try:
+            tasks = self.client.get_children(assign_dir(worker), watch=self._watch("assign", worker))
+        except NoNodeError:
+            # The worker has not (re)created its assign node yet: hear when it does.
+            self.cluster.assigned.pop(worker, None)
+            if self.client.exists(assign_dir(worker), watch=self._watch("assign", worker)) is not None:
+                self._dirty.add(f"assign:{worker}")
+            return
+        self.cluster.assigned[worker] = set(tasks)
+
+    def _read_pending(self) -> None:
+        self.cluster.pending = submission_order(self.client.get_children(TASKS, watch=self._watch("tasks")))
+
+    def _reconcile(self) -> None:
+        """A new master (or one that doubted) rebuilds its picture and repairs the tree."""
+        self.cluster = Cluster()
+        self._dirty = {d for d in self._dirty if not d.startswith(("assign:", "workers", "tasks"))}
+        live = self._read_workers()
+        for worker in self.client.get_children(ASSIGN):
+            if worker not in live:
+                self._recover_worker(worker)
+        for worker in live:
+            self._read_assigned(worker)
+        self._read_pending()
+        self._resync = False
+        logger.info(
+            "reconciled: {} worker(s), {} assigned task(s), {} pending task(s)",
+            len(live),
+            sum(len(t) for t in self.cluster.assigned.values()),
+            len(self.cluster.pending),
+        )
+
+    def _refresh_dirty(self) -> None:
+        dirty, self._dirty = self._dirty, {d for d in self._dirty if d == "run"}
+        if "workers" in dirty:
+            before = set(self.cluster.workers)
+            live = self._read_workers()
+            for worker in sorted(before - live):
+                logger.warning("worker {} is gone (its session ended)", worker)
+                self.cluster.assigned.pop(worker, None)
+                self._recover_worker(worker)
+            for worker in sorted(live - before):
+                self._read_assigned(worker)
+        for item in dirty:
+            if item.startswith("assign:"):
+                worker = item.partition(":")[2]
+                if worker in self.cluster.workers:
+                    self._read_assigned(worker)
+        if "tasks" in dirty:
+            self._read_pending()
+
+    # -- fenced writes -----------------------------------------------------------------------------
+    def _transaction(self):  # noqa: ANN202 - kazoo's TransactionRequest
+        txn = self.client.transaction()
+        if self.fenced:
+            txn.check(EPOCH, self.epoch)
+        return txn
+
+    def _commit(self, txn) -> list[object]:  # noqa: ANN001
+        results = txn.commit()
+        failed = failure(results)
+        if failed is not None and self.fenced and failed[0] == 0 and isinstance(failed[1], BadVersionError):
+            raise Deposed()
+        return results
+
+    def _offset(self) -> int:
+        return 1 if self.fenced else 0
+
+    # -- recovery --------------------------------------------------------------------------------
+    def _recover_worker(self, worker: str) -> None:
+        """Give a dead worker's tasks back to /tasks, then remove its assign node."""
+        try:
+            tasks = self.client.get_children(assign_dir(worker))
+        except NoNodeError:
+            return
+        for task in submission_order(tasks):
+            self._recover_task(worker, task)
+        txn = self._transaction()
+        txn.delete(assign_dir(worker))
+        results = self._commit(txn)
+        failed = failure(results)
+        if failed is None:
+            logger.info("removed {} of dead worker {}", assign_dir(worker), worker)
+        elif not isinstance(failed[1], NoNodeError | NotEmptyError):
+            raise failed[1]
+        if tasks:
+            logger.warning("recovered {} task(s) of dead worker {}", len(tasks), worker)
+
+    def _recover_task(self, worker: str, task: str) -> None:
+        path = assignment_path(worker, task)
+        txn = self._transaction()
+        if self.client.exists(status_path(task)) is None:
+            try:
+                data = self.client.get(path)[0]
+            except NoNodeError:
+                return
+            txn.create(task_path(task), data)
+            reassign = True
+        else:  # it finished but the worker did not remove the assignment (the book's worker)
+            reassign = False
+        txn.delete(path)
+        failed = failure(self._commit(txn))
+        if failed is None:
+            logger.info(
+                "{} of dead worker {} {}", task, worker, "back to /tasks" if reassign else "had a status"
+            )
+        elif isinstance(failed[1], NodeExistsError):  # a leftover /tasks/<task>: keep it, drop the copy
+            txn = self._transaction()
+            txn.delete(path)
+            self._commit(txn)
+        elif not isinstance(failed[1], NoNodeError):
+            raise failed[1]
+
+    # -- assignment ------------------------------------------------------------------------------
+    def _assign(self) -> None:
+        """Move pending tasks to workers with room, in submission order, least-loaded first."""
+        cluster = self.cluster
+        ready = [w for w in cluster.workers if w in cluster.assigned]
+        if not cluster.pending or not ready:
+            return
+        moves: list[tuple[str, str]] = []
+        free = {w: cluster.free_slots(w) for w in ready}
+        load = {w: len(cluster.assigned[w]) for w in ready}
+        for task in cluster.pending:
+            worker = max(ready, key=lambda w: (free[w], -load[w]))
+            if free[worker] <= 0:
+                break
+            moves.append((task, worker))
+            free[worker] -= 1
+            load[worker] += 1
+        for start in range(0, len(moves), BATCH):
+            self._move(moves[start : start + BATCH])
+
+    def _move(self, moves: list[tuple[str, str]]) -> None:
+        """One transaction for a batch; if it fails, the tasks are tried one by one."""
+        pending_data = [(t, w, self.client.get_async(task_path(t))) for t, w in moves]
+        txn = self._transaction()
+        batch: list[tuple[str, str]] = []
+        for task, worker, result in pending_data:
+            try:
+                data = result.get()[0]
+            except NoNodeError:  # taken by a previous master's last transaction, or deleted
+                self._forget_pending(task)
+                continue
+            txn.create(assignment_path(worker, task), data)
+            txn.delete(task_path(task))
+            batch.append((task, worker))
+        if not batch:
+            return
+        results = self._commit(txn)
+        failed = failure(results)
+        if failed is None:
+            for task, worker in batch:
+                self.cluster.assigned[worker].add(task)
+                logger.debug("assigned {} to {}", task, worker)
+            moved = {task for task, _ in batch}
+            self.cluster.pending = [t for t in self.cluster.pending if t not in moved]
+            return
+        if len(batch) > 1:
+            for move in batch:
+                self._move([move])
+            return
+        task, worker = batch[0]
+        error = failed[1]
+        if isinstance(error, NoNodeError) and failed[0] == self._offset():  # /assign/<worker> is missing
+            logger.debug("{} is not ready: {} is missing", worker, assign_dir(worker))
+            self.cluster.assigned.pop(worker, None)
+            self._dirty.add(f"assign:{worker}")
+        elif isinstance(error, NoNodeError | NodeExistsError):
+            self._forget_pending(task)
+        else:
+            raise error
+
+    def _forget_pending(self, task: str) -> None:
+        try:
+            self.cluster.pending.remove(task)
+        except ValueError:
+            pass

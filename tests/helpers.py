@@ -1,0 +1,145 @@
+"""Helpers for tests against real ZooKeeper: waiting on conditions, running mw processes."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from kazoo.client import KazooClient
+
+from masterworker.connection import ZkSettings, close_quietly, connect
+from masterworker.master import Master
+from masterworker.worker import Worker
+
+
+def wait_until(
+    predicate: Callable[[], Any], timeout: float = 20.0, what: str = "condition", interval: float = 0.02
+) -> Any:
+    """Poll until predicate() is truthy; fail the test with ``what`` when time runs out."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+        time.sleep(interval)
+
+
+class MwProcess:
+    """One ``mw`` command in a subprocess, logs in a file: what kill -9 and SIGSTOP act on."""
+
+    def __init__(self, args: list[str], env: dict[str, str], log: Path) -> None:
+        self.args = args
+        self.log_path = log
+        self._log = open(log, "wb")  # noqa: SIM115 - closed in stop()
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "masterworker", *args],
+            env=env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def signal(self, sig: int) -> None:
+        if self.proc.poll() is None:
+            os.kill(self.proc.pid, sig)
+
+    def kill9(self) -> None:
+        self.signal(signal.SIGKILL)
+        self.proc.wait(10)
+
+    def terminate(self, timeout: float = 15) -> int:
+        self.signal(signal.SIGTERM)
+        return self.proc.wait(timeout)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.signal(signal.SIGCONT)
+            self.proc.kill()
+            self.proc.wait(10)
+        self._log.close()
+
+
+class Roles:
+    """Masters and workers run in this test process, each with its own session, on threads."""
+
+    def __init__(self, hosts: str, session_timeout: float) -> None:
+        self.hosts = hosts
+        self.session_timeout = session_timeout
+        self._running: list[tuple[Any, KazooClient, threading.Thread]] = []
+
+    def client(self, session_timeout: float | None = None) -> KazooClient:
+        return connect(ZkSettings(hosts=self.hosts, session_timeout=session_timeout or self.session_timeout))
+
+    def _start(self, role: Any, client: KazooClient) -> Any:
+        thread = threading.Thread(target=role.run, name=f"role-{role.id}", daemon=True)
+        thread.start()
+        self._running.append((role, client, thread))
+        return role
+
+    def master(self, master_id: str, **kwargs: Any) -> Master:
+        client = self.client()
+        return self._start(Master(client, master_id, **kwargs), client)
+
+    def worker(self, worker_id: str, slots: int = 1, **kwargs: Any) -> Worker:
+        client = self.client()
+        kwargs.setdefault("grace", 2.0)
+        return self._start(Worker(client, worker_id, slots=slots, **kwargs), client)
+
+    def stop(self, role: Any) -> None:
+        """A clean stop: the role returns and its session is closed."""
+        for entry in list(self._running):
+            if entry[0] is role:
+                self._running.remove(entry)
+                role.stop()
+                entry[2].join(15)
+                close_quietly(entry[1])
+
+    def session_of(self, role: Any) -> KazooClient:
+        return next(client for r, client, _ in self._running if r is role)
+
+    def stop_all(self) -> None:
+        for role, _, _ in list(self._running):
+            self.stop(role)
+
+
+def run_mw(*args: str, env: dict[str, str] | None = None, timeout: float = 60) -> subprocess.CompletedProcess:
+    """Run one mw command to completion and return the CompletedProcess (text)."""
+    return subprocess.run(
+        [sys.executable, "-m", "masterworker", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+def jvm_pids_under(data_dir: Path) -> list[int]:
+    """Pids of ZooKeeper JVMs whose command line mentions ``data_dir``: none should survive a test."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if "QuorumPeerMain" in cmdline and str(data_dir) in cmdline:
+            pids.append(int(entry.name))
+    return pids
