@@ -95,9 +95,7 @@ def submit(
             path = client.create(task_path(protected_prefix(guid)), data, sequence=True)
             return path.rsplit("/", 1)[1]
         except RECOVERABLE as exc:
-            logger.warning(
-                "{} while creating the task: looking for it before trying again", type(exc).__name__
-            )
+            logger.warning("{} while creating the task: looking for it before trying again", type(exc).__name__)
             while True:
                 wait_connected(client, stop)
                 try:

@@ -9,6 +9,7 @@ crashed master or worker is detected.
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass
 
@@ -89,6 +90,9 @@ def make_client(settings: ZkSettings) -> KazooClient:
 def connect(settings: ZkSettings) -> KazooClient:
     """Start a session or raise ZooKeeperUnavailable within ``settings.connect_timeout``."""
     client = make_client(settings)
+    kazoo_logger = logging.getLogger("kazoo.client")
+    level = kazoo_logger.level
+    kazoo_logger.setLevel(logging.CRITICAL)  # one clear line below, not a warning per attempt
     try:
         client.start(timeout=settings.connect_timeout)
     except KazooTimeoutError:
@@ -98,6 +102,8 @@ def connect(settings: ZkSettings) -> KazooClient:
             f"no ZooKeeper server answered at {settings.hosts} within {settings.connect_timeout:g} s "
             "(start one with 'mw zk start', or set --zk / MW_ZK)"
         ) from None
+    finally:
+        kazoo_logger.setLevel(level)
     return client
 
 

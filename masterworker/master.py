@@ -407,9 +407,7 @@ class Master:
         txn.delete(path)
         failed = failure(self._commit(txn))
         if failed is None:
-            logger.info(
-                "{} of dead worker {} {}", task, worker, "back to /tasks" if reassign else "had a status"
-            )
+            logger.info("{} of dead worker {} {}", task, worker, "back to /tasks" if reassign else "had a status")
         elif isinstance(failed[1], NodeExistsError):  # a leftover /tasks/<task>: keep it, drop the copy
             txn = self._transaction()
             txn.delete(path)
@@ -457,7 +455,7 @@ class Master:
         failed = failure(results)
         if failed is None:
             for task, worker in batch:
-                self.cluster.assigned[worker].add(task)
+                self.cluster.assigned.setdefault(worker, set()).add(task)
                 logger.debug("assigned {} to {}", task, worker)
             moved = {task for task, _ in batch}
             self.cluster.pending = [t for t in self.cluster.pending if t not in moved]

@@ -136,9 +136,7 @@ class TaskSpec:
         if obj is None or "argv" not in obj:
             return cls(argv=[], book_task=True)
         argv, timeout = obj.get("argv"), obj.get("timeout", DEFAULT_TASK_TIMEOUT)
-        spec = cls(
-            argv=[], submitted_at=_number(obj.get("submitted"), 0.0), client=str(obj.get("client", ""))
-        )
+        spec = cls(argv=[], submitted_at=_number(obj.get("submitted"), 0.0), client=str(obj.get("client", "")))
         if not (isinstance(argv, list) and argv and all(isinstance(a, str) for a in argv)):
             spec.invalid = "task data has no valid argv (a non-empty list of strings)"
         elif not isinstance(timeout, int | float) or isinstance(timeout, bool) or timeout <= 0:

@@ -110,9 +110,7 @@ def run_command(spec: TaskSpec, allow: frozenset[str] | None = None) -> TaskStat
     state = "done" if exit_code == 0 else "failed"
     if reason is None and exit_code != 0:
         reason = f"exit code {exit_code}"
-    return TaskStatus(
-        state, exit_code=exit_code, started_at=started, ended_at=time.time(), output=tail, reason=reason
-    )
+    return TaskStatus(state, exit_code=exit_code, started_at=started, ended_at=time.time(), output=tail, reason=reason)
 
 
 class Worker:
@@ -131,12 +129,12 @@ class Worker:
         self.slots = slots
         self.allow = allow
         self.grace = grace
-        self.info = WorkerInfo(
-            slots=slots, host=socket.gethostname(), pid=os.getpid(), started_at=time.time()
-        )
+        self.info = WorkerInfo(slots=slots, host=socket.gethostname(), pid=os.getpid(), started_at=time.time())
         self.events: queue.Queue = queue.Queue()
         self.registered = threading.Event()
         self.executions = 0  # started executions, for tests and the demo
+        self.completed = 0  # completion records written by us
+        self.discarded = 0  # results thrown away because the task was no longer ours
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._in_flight: set[str] = set()  # read and handed to the pool, not completed yet
@@ -215,9 +213,7 @@ class Worker:
                 if owns_ephemeral(self.client, worker_path(self.id)):
                     break  # our own create, retried after ConnectionLoss
                 if time.monotonic() > deadline:
-                    raise WorkerIdInUse(
-                        f"worker id {self.id!r} is registered by another live session"
-                    ) from None
+                    raise WorkerIdInUse(f"worker id {self.id!r} is registered by another live session") from None
                 logger.info(
                     "{} is held by an older session (a previous run?): waiting for it to expire",
                     worker_path(self.id),
@@ -246,9 +242,7 @@ class Worker:
         listed = set(tasks)
         with self._lock:
             self._finished &= listed
-            new = [
-                t for t in submission_order(listed) if t not in self._in_flight and t not in self._finished
-            ]
+            new = [t for t in submission_order(listed) if t not in self._in_flight and t not in self._finished]
             self._in_flight.update(new)
         reads = [(task, self.client.get_async(assignment_path(self.id, task))) for task in new]
         for task, result in reads:
@@ -279,6 +273,10 @@ class Worker:
             if self._complete(task, status):
                 with self._lock:
                     self._finished.add(task)
+                    self.completed += 1
+            else:
+                with self._lock:
+                    self.discarded += 1
         except Exception:  # a bug here must not kill the pool thread silently
             logger.exception("unexpected error while executing {}", task)
         finally:

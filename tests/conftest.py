@@ -16,8 +16,10 @@ from kazoo.client import KazooClient
 
 from masterworker.connection import ZkSettings, close_quietly, connect
 from masterworker.logs import setup_logging
+from masterworker.processes import MwProcess
+from masterworker.processes import mw_env as mw_env_for
 from masterworker.zk.server import LocalZooKeeper
-from tests.helpers import MwProcess, Roles
+from tests.helpers import Roles
 
 SESSION_TIMEOUT = 2.0  # short sessions make takeover tests quick; the server's minimum is 1 s
 
@@ -62,16 +64,7 @@ def roles(zk_hosts: str) -> Iterator[Roles]:
 
 @pytest.fixture
 def mw_env(zk_hosts: str) -> dict[str, str]:
-    env = dict(os.environ)
-    env.update(
-        {
-            "MW_ZK": zk_hosts,
-            "MW_SESSION_TIMEOUT": str(SESSION_TIMEOUT),
-            "MW_LOG_LEVEL": "INFO",
-            "PYTHONUNBUFFERED": "1",
-        }
-    )
-    return env
+    return mw_env_for(zk_hosts, SESSION_TIMEOUT)
 
 
 @pytest.fixture

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import signal
 import subprocess
 import sys
 import threading
@@ -13,9 +11,12 @@ from pathlib import Path
 from typing import Any
 
 from kazoo.client import KazooClient
+from kazoo.exceptions import NoNodeError
 
+from masterworker.client import submit
 from masterworker.connection import ZkSettings, close_quietly, connect
 from masterworker.master import Master
+from masterworker.protocol import ASSIGN, MASTER, STATUS, TASKS, TaskSpec, TaskStatus
 from masterworker.worker import Worker
 
 
@@ -33,48 +34,6 @@ def wait_until(
         time.sleep(interval)
 
 
-class MwProcess:
-    """One ``mw`` command in a subprocess, logs in a file: what kill -9 and SIGSTOP act on."""
-
-    def __init__(self, args: list[str], env: dict[str, str], log: Path) -> None:
-        self.args = args
-        self.log_path = log
-        self._log = open(log, "wb")  # noqa: SIM115 - closed in stop()
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "masterworker", *args],
-            env=env,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-        )
-
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def signal(self, sig: int) -> None:
-        if self.proc.poll() is None:
-            os.kill(self.proc.pid, sig)
-
-    def kill9(self) -> None:
-        self.signal(signal.SIGKILL)
-        self.proc.wait(10)
-
-    def terminate(self, timeout: float = 15) -> int:
-        self.signal(signal.SIGTERM)
-        return self.proc.wait(timeout)
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.signal(signal.SIGCONT)
-            self.proc.kill()
-            self.proc.wait(10)
-        self._log.close()
-
-
 class Roles:
     """Masters and workers run in this test process, each with its own session, on threads."""
 
@@ -82,9 +41,13 @@ class Roles:
         self.hosts = hosts
         self.session_timeout = session_timeout
         self._running: list[tuple[Any, KazooClient, threading.Thread]] = []
+        self._clients: list[KazooClient] = []
 
     def client(self, session_timeout: float | None = None) -> KazooClient:
-        return connect(ZkSettings(hosts=self.hosts, session_timeout=session_timeout or self.session_timeout))
+        """A new session; closed by stop_all()."""
+        client = connect(ZkSettings(hosts=self.hosts, session_timeout=session_timeout or self.session_timeout))
+        self._clients.append(client)
+        return client
 
     def _start(self, role: Any, client: KazooClient) -> Any:
         thread = threading.Thread(target=role.run, name=f"role-{role.id}", daemon=True)
@@ -116,6 +79,9 @@ class Roles:
     def stop_all(self) -> None:
         for role, _, _ in list(self._running):
             self.stop(role)
+        for client in self._clients:
+            close_quietly(client)
+        self._clients.clear()
 
 
 def run_mw(*args: str, env: dict[str, str] | None = None, timeout: float = 60) -> subprocess.CompletedProcess:
@@ -143,3 +109,33 @@ def jvm_pids_under(data_dir: Path) -> list[int]:
         if "QuorumPeerMain" in cmdline and str(data_dir) in cmdline:
             pids.append(int(entry.name))
     return pids
+
+
+def master_id(zk: KazooClient) -> str | None:
+    try:
+        return zk.get(MASTER)[0].decode()
+    except NoNodeError:
+        return None
+
+
+def submit_many(zk: KazooClient, argvs: list[list[str]], **spec: Any) -> list[str]:
+    return [submit(zk, TaskSpec(argv=argv, **spec)) for argv in argvs]
+
+
+def statuses(zk: KazooClient) -> dict[str, TaskStatus]:
+    return {t: TaskStatus.decode(zk.get(f"{STATUS}/{t}")[0]) for t in zk.get_children(STATUS)}
+
+
+def all_done(zk: KazooClient, tasks: list[str]) -> bool:
+    return set(tasks) <= set(zk.get_children(STATUS))
+
+
+def assigned(zk: KazooClient, worker: str) -> list[str]:
+    try:
+        return zk.get_children(f"{ASSIGN}/{worker}")
+    except NoNodeError:
+        return []
+
+
+def pending(zk: KazooClient) -> list[str]:
+    return zk.get_children(TASKS)

@@ -95,12 +95,8 @@ class DroppingProxy:
             with self._lock:
                 self._pairs.append((downstream, upstream))
             swallow = threading.Event()
-            threading.Thread(
-                target=self._client_to_server, args=(downstream, upstream, swallow), daemon=True
-            ).start()
-            threading.Thread(
-                target=self._server_to_client, args=(upstream, downstream, swallow), daemon=True
-            ).start()
+            threading.Thread(target=self._client_to_server, args=(downstream, upstream, swallow), daemon=True).start()
+            threading.Thread(target=self._server_to_client, args=(upstream, downstream, swallow), daemon=True).start()
 
     def _client_to_server(self, src: socket.socket, dst: socket.socket, swallow: threading.Event) -> None:
         """Forward frame by frame (4-byte length, then the body) so we can see each request's op."""

@@ -9,6 +9,7 @@ import typer
 from masterworker import __version__
 from masterworker.cli import zk
 from masterworker.cli.common import console
+from masterworker.cli.demo import demo_command
 from masterworker.cli.roles import master, worker
 from masterworker.cli.status import status_command
 from masterworker.cli.tasks import result_command, submit_command
@@ -39,13 +40,12 @@ def root(
     """masterworker: masters, workers and clients coordinating only through ZooKeeper."""
 
 
-app.add_typer(
-    zk.app, name="zk", help="Run a local ZooKeeper (standalone or an ensemble) and look at its servers."
-)
+app.add_typer(zk.app, name="zk", help="Run a local ZooKeeper (standalone or an ensemble) and look at its servers.")
 app.command("master", help="Run for master; backups wait and take over (ch. 3-5).")(master)
 app.command("worker", help="Register as a worker and run assigned tasks (ch. 3-5).")(worker)
 app.command("submit", help="Submit a task and wait for its result: mw submit -- echo hi.")(submit_command)
 app.command("result", help="Show (and collect) a task's result.")(result_command)
+app.command("demo", help="The whole example in one command: kill -9 a master and a worker midway.")(demo_command)
 app.command("status", help="Show master, workers, assignments, pending tasks and results.")(status_command)
 
 

@@ -15,6 +15,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from masterworker.connection import DEFAULT_HOSTS, DEFAULT_SESSION_TIMEOUT, ZkSettings
 from masterworker.errors import BadInput, MasterworkerError
@@ -68,9 +69,7 @@ DEFAULTS = {
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-def setup(
-    zk: str, session_timeout: float, log_level: str, log_json: bool, role: str | None = None
-) -> ZkSettings:
+def setup(zk: str, session_timeout: float, log_level: str, log_json: bool, role: str | None = None) -> ZkSettings:
     """Logging first (so every later line is formatted), then validated connection settings."""
     try:
         setup_logging(log_level, log_json, role)
@@ -80,7 +79,7 @@ def setup(
 
 
 def fail(message: str, code: int) -> typer.Exit:
-    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
     return typer.Exit(code)
 
 

@@ -25,9 +25,7 @@ from masterworker.worker import Worker, WorkerIdInUse
 
 @friendly_errors
 def master(
-    master_id: Annotated[
-        str | None, typer.Option("--id", help="This master's id (default: master-HOST-PID).")
-    ] = None,
+    master_id: Annotated[str | None, typer.Option("--id", help="This master's id (default: master-HOST-PID).")] = None,
     no_fencing: Annotated[
         bool,
         typer.Option("--no-fencing", hidden=True, help="Teaching switch: assign without the epoch check."),
@@ -55,16 +53,10 @@ def master(
 
 @friendly_errors
 def worker(
-    worker_id: Annotated[
-        str | None, typer.Option("--id", help="This worker's id (default: worker-HOST-PID).")
-    ] = None,
+    worker_id: Annotated[str | None, typer.Option("--id", help="This worker's id (default: worker-HOST-PID).")] = None,
     slots: Annotated[int, typer.Option("--slots", help="Tasks run at once.")] = 1,
-    allow: Annotated[
-        list[str] | None, typer.Option("--allow", help="Only run this program (repeatable).")
-    ] = None,
-    grace: Annotated[
-        float, typer.Option("--grace", help="Seconds running tasks get to finish on SIGTERM.")
-    ] = 30.0,
+    allow: Annotated[list[str] | None, typer.Option("--allow", help="Only run this program (repeatable).")] = None,
+    grace: Annotated[float, typer.Option("--grace", help="Seconds running tasks get to finish on SIGTERM.")] = 30.0,
     zk: ZkHosts = DEFAULTS["zk"],
     session_timeout: SessionTimeout = DEFAULTS["session_timeout"],
     log_level: LogLevel = DEFAULTS["log_level"],

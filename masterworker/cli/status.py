@@ -23,9 +23,7 @@ from masterworker.connection import close_quietly, connect
 
 
 def render(view: dict[str, Any]) -> None:
-    console.print(
-        f"active master: [bold]{view['master'] or '(none: backups are running for it)'}[/]", highlight=False
-    )
+    console.print(f"active master: [bold]{view['master'] or '(none: backups are running for it)'}[/]", highlight=False)
     workers = Table(title=f"workers ({len(view['workers'])})")
     for column in ("worker", "slots", "assigned"):
         workers.add_column(column)
@@ -33,9 +31,7 @@ def render(view: dict[str, Any]) -> None:
         workers.add_row(worker, str(info["slots"]), ", ".join(info["assigned"]) or "-")
     console.print(workers)
     for worker, tasks in view["orphaned"].items():
-        console.print(
-            f"[yellow]{worker} is gone; a master will reassign: {', '.join(tasks)}[/]", highlight=False
-        )
+        console.print(f"[yellow]{worker} is gone; a master will reassign: {', '.join(tasks)}[/]", highlight=False)
     console.print(
         f"pending tasks: {len(view['pending'])}"
         + (

@@ -73,12 +73,8 @@ def finish(task: str, status: TaskStatus | None, as_json: bool, keep: bool, clie
 
 @friendly_errors
 def submit_command(
-    command: Annotated[
-        list[str] | None, typer.Argument(help="The program and its arguments, after '--'.")
-    ] = None,
-    no_wait: Annotated[
-        bool, typer.Option("--no-wait", help="Print the task name and return at once.")
-    ] = False,
+    command: Annotated[list[str] | None, typer.Argument(help="The program and its arguments, after '--'.")] = None,
+    no_wait: Annotated[bool, typer.Option("--no-wait", help="Print the task name and return at once.")] = False,
     timeout: Annotated[
         float | None,
         typer.Option("--timeout", help="Seconds to wait for the result (exit code 3 when they run out)."),
@@ -114,9 +110,7 @@ def submit_command(
     try:
         task = submit(client, spec, backlog_cap=backlog_cap)
         if no_wait:
-            console.print_json(json.dumps({"task": task})) if as_json else console.print(
-                task, highlight=False
-            )
+            console.print_json(json.dumps({"task": task})) if as_json else console.print(task, highlight=False)
             return
         finish(task, wait_for_status(client, task, timeout), as_json, keep=False, client=client)
     finally:

@@ -34,20 +34,14 @@ app = typer.Typer(
 @app.command("start")
 @friendly_errors
 def start(
-    servers: Annotated[
-        int, typer.Option("--servers", "-n", help="1 (standalone), 3 or 5 (an ensemble).")
-    ] = 1,
+    servers: Annotated[int, typer.Option("--servers", "-n", help="1 (standalone), 3 or 5 (an ensemble).")] = 1,
     port: Annotated[
         int | None,
-        typer.Option(
-            "--port", help="Client port of the first server (the next ones count up). Default: free ports."
-        ),
+        typer.Option("--port", help="Client port of the first server (the next ones count up). Default: free ports."),
     ] = None,
     data_dir: Annotated[
         Path | None,
-        typer.Option(
-            "--data-dir", help="Keep the data here (default: a temporary directory, removed at exit)."
-        ),
+        typer.Option("--data-dir", help="Keep the data here (default: a temporary directory, removed at exit)."),
     ] = None,
     log_level: LogLevel = DEFAULTS["log_level"],
     log_json: LogJson = False,

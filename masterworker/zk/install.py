@@ -91,9 +91,7 @@ def find_install(env: Mapping[str, str] = os.environ, debian_jars: Path = DEBIAN
     if home:
         classpath = _apache_release(Path(home))
         if not classpath:
-            raise ZooKeeperNotInstalled(
-                f"ZOOKEEPER_HOME={home} holds no ZooKeeper jars in lib/: {INSTALL_HINT}"
-            )
+            raise ZooKeeperNotInstalled(f"ZOOKEEPER_HOME={home} holds no ZooKeeper jars in lib/: {INSTALL_HINT}")
         return ZooKeeperInstall(java, classpath, "apache", Path(home) / "bin")
     classpath = _debian(debian_jars)
     if classpath:

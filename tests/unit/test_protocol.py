@@ -21,7 +21,12 @@ from masterworker.protocol import (
 def test_task_spec_round_trips() -> None:
     spec = TaskSpec(argv=["echo", "hi"], timeout=5, submitted_at=12.5, client="c1")
     decoded = TaskSpec.decode(spec.encode())
-    assert (decoded.argv, decoded.timeout, decoded.submitted_at, decoded.client) == (["echo", "hi"], 5, 12.5, "c1")
+    assert (decoded.argv, decoded.timeout, decoded.submitted_at, decoded.client) == (
+        ["echo", "hi"],
+        5,
+        12.5,
+        "c1",
+    )
     assert not decoded.book_task and decoded.invalid is None
 
 
@@ -72,7 +77,17 @@ def test_protected_names_sort_in_submission_order() -> None:
     assert len(new_guid()) == 12 and new_guid() != new_guid()
 
 
-@pytest.mark.parametrize(("name", "ok"), [("w1", True), ("worker-host.x-12", True), ("", False), ("a/b", False),
-                                          ("..", False), ("zookeeper", False), ("x" * 201, False)])
+@pytest.mark.parametrize(
+    ("name", "ok"),
+    [
+        ("w1", True),
+        ("worker-host.x-12", True),
+        ("", False),
+        ("a/b", False),
+        ("..", False),
+        ("zookeeper", False),
+        ("x" * 201, False),
+    ],
+)
 def test_ids_that_become_znode_names(name: str, ok: bool) -> None:
     assert is_valid_name(name) is ok

@@ -1,0 +1,96 @@
+"""Guarantee 5 and the commands: mw submit, mw result, mw status, and bad input (ch. 3)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from kazoo.client import KazooClient
+
+from masterworker.protocol import MAX_TASK_BYTES
+from tests.helpers import Roles, run_mw, wait_until
+
+
+@pytest.fixture
+def system(roles: Roles) -> Roles:
+    roles.master("m1")
+    roles.worker("w1", slots=2)
+    return roles
+
+
+def test_submit_waits_prints_the_result_and_collects_the_status(system: Roles, mw_env, zk: KazooClient) -> None:
+    result = run_mw("submit", "--", "echo", "hello", "world", env=mw_env)
+    assert result.returncode == 0, result.stderr
+    first, output = result.stdout.splitlines()
+    assert first.startswith("task-") and " done on w1 (exit code 0)" in first
+    assert output == "hello world"
+    assert zk.get_children("/status") == []  # the client consumed its record
+
+
+def test_submit_exit_codes_failed_and_json(system: Roles, mw_env) -> None:
+    failed = run_mw("submit", "--json", "--", "sh", "-c", "echo oops; exit 7", env=mw_env)
+    assert failed.returncode == 1
+    record = json.loads(failed.stdout)
+    assert (record["state"], record["exit_code"], record["output"]) == ("failed", 7, "oops\n")
+
+
+def test_no_wait_then_result(system: Roles, mw_env, zk: KazooClient) -> None:
+    submitted = run_mw("submit", "--no-wait", "--", "echo", "later", env=mw_env)
+    assert submitted.returncode == 0
+    task = submitted.stdout.strip()
+    result = run_mw("result", task, "--wait", "--timeout", "20", env=mw_env)
+    assert result.returncode == 0 and result.stdout.splitlines()[1] == "later"
+    assert zk.exists(f"/status/{task}") is None
+    again = run_mw("result", task, env=mw_env)
+    assert (
+        again.returncode == 2 and again.stderr.strip() == f"error: no task named {task} (not pending, assigned or done)"
+    )
+
+
+def test_timeout_exits_3_and_the_task_stays_queued(roles: Roles, mw_env, zk: KazooClient) -> None:
+    master = roles.master("m1")
+    wait_until(master.elected.is_set, what="m1 elected")
+    result = run_mw("submit", "--timeout", "0.5", "--", "true", env=mw_env)
+    assert result.returncode == 3
+    task = result.stdout.split()[0]
+    assert zk.get_children("/tasks") == [task]
+    pending = run_mw("result", task, env=mw_env)
+    assert pending.returncode == 3 and "has not finished yet" in pending.stdout
+
+
+def test_status_json_shape(system: Roles, mw_env, zk: KazooClient) -> None:
+    run_mw("submit", "--no-wait", "--", "true", env=mw_env)
+    wait_until(lambda: zk.get_children("/status"), 15, "a status")
+    view = json.loads(run_mw("status", "--json", env=mw_env).stdout)
+    assert view["master"] == "m1"
+    assert view["workers"]["w1"]["assigned"] == [] and view["pending"] == []
+    (record,) = view["done"].values()
+    assert record == {"state": "done", "exit_code": 0, "worker": "w1"}
+    human = run_mw("status", env=mw_env)
+    assert "active master: m1" in human.stdout and "w1" in human.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["submit"], "error: the command is empty"),
+        (["submit", "--", ""], "error: the command is empty"),
+        (["submit", "--", "echo", "x" * MAX_TASK_BYTES], "error: the task is"),
+        (["submit", "--timeout", "0", "--", "true"], "error: --timeout must be positive"),
+        (["submit", "--task-timeout", "-1", "--", "true"], "error: the task timeout must be positive"),
+        (["worker", "--slots", "0"], "error: --slots must be a positive number"),
+        (["master", "--id", "a/b"], "error: 'a/b' is not a valid master id"),
+        (["result", "no/such"], "error: 'no/such' is not a task name"),
+        (["result", "task-nosuch-0000000001"], "error: no task named task-nosuch-0000000001"),
+        (["submit", "--zk", "127.0.0.1:notaport", "--", "true"], "error: malformed ZooKeeper hosts string"),
+    ],
+)
+def test_bad_input_is_one_line_exit_2_and_writes_nothing(roles: Roles, mw_env, zk: KazooClient, args, message) -> None:
+    master = roles.master("m1")
+    wait_until(master.elected.is_set, what="m1 elected")
+    before = {p: zk.get_children(p) for p in ("/tasks", "/workers", "/assign", "/status")}
+    result = run_mw(*args, env=mw_env)
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(message), lines
+    assert {p: zk.get_children(p) for p in before} == before
