@@ -127,10 +127,14 @@ def read_status(client: KazooClient, task: str) -> TaskStatus | None:
 def wait_for_status(client: KazooClient, task: str, timeout: float | None) -> TaskStatus | None:
     """Block until ``/status/<task>`` exists; None when ``timeout`` seconds pass first."""
     changed = threading.Event()
+
+    def on_change(event: object) -> None:  # one callable: kazoo keeps a set of watchers per path
+        changed.set()
+
     deadline = None if timeout is None else time.monotonic() + timeout
     while True:
         try:
-            if client.exists(status_path(task), watch=lambda event: changed.set()) is not None:
+            if client.exists(status_path(task), watch=on_change) is not None:
                 status = read_status(client, task)
                 if status is not None:
                     return status

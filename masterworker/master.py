@@ -106,6 +106,7 @@ class Master:
         self._resync = True  # re-read everything before the next assignment
         self._dirty: set[str] = {"run"}  # "run", "workers", "tasks", or "assign:<worker>"
         self._announced_backup = False
+        self._watchers: dict[tuple[str, str | None], object] = {}
         self._session_events = SessionEvents(client, self.events)
         self.elected = threading.Event()  # set while ELECTED, for tests and the demo
 
@@ -285,10 +286,15 @@ class Master:
 
     # -- reading the system ----------------------------------------------------------------------
     def _watch(self, kind: str, value: str | None = None):  # noqa: ANN202 - a kazoo watcher
-        def watcher(event: WatchedEvent) -> None:
-            self.events.put((kind, value))
+        """One watcher per (kind, value), reused: kazoo keeps each distinct callable until the watch fires."""
+        key = (kind, value)
+        if key not in self._watchers:
 
-        return watcher
+            def watcher(event: WatchedEvent) -> None:
+                self.events.put((kind, value))
+
+            self._watchers[key] = watcher
+        return self._watchers[key]
 
     def _read_workers(self) -> set[str]:
         live = set(self.client.get_children(WORKERS, watch=self._watch("workers")))
