@@ -26,7 +26,7 @@ from kazoo.client import KazooClient
 from kazoo.exceptions import NoNodeError
 from loguru import logger
 
-from masterworker.errors import BacklogFull, BadInput, NotFound
+from masterworker.errors import BacklogFull, BadInput, MasterworkerError, NotFound
 from masterworker.protocol import (
     ASSIGN,
     MAX_TASK_BYTES,
@@ -42,6 +42,10 @@ from masterworker.protocol import (
 from masterworker.zkops import RECOVERABLE, wait_connected, wait_for_nodes
 
 DEFAULT_BACKLOG_CAP = 20_000
+
+
+class OutcomeUnknown(Exception):
+    """Asked to stop while a create's outcome was still unknown: the task may or may not exist."""
 
 
 def encode_task(spec: TaskSpec) -> bytes:
@@ -88,7 +92,8 @@ def submit(
     data = encode_task(spec)
     stop = stop or threading.Event()
     guid = new_guid()
-    wait_for_nodes(client, (TASKS,), stop, "submitting", logger.info)
+    if not wait_for_nodes(client, (TASKS,), stop, "submitting", logger.info):
+        raise MasterworkerError("stopped before the task was submitted")
     check_backlog(client, backlog_cap)
     while True:
         try:
@@ -97,7 +102,8 @@ def submit(
         except RECOVERABLE as exc:
             logger.warning("{} while creating the task: looking for it before trying again", type(exc).__name__)
             while True:
-                wait_connected(client, stop)
+                if not wait_connected(client, stop):
+                    raise OutcomeUnknown(f"stopped while looking for {protected_prefix(guid)}*") from None
                 try:
                     found = find_protected(client, guid)
                     break
@@ -107,7 +113,8 @@ def submit(
                 logger.info("the create did happen: our task is {}", found)
                 return found
         except NoNodeError:  # /tasks vanished (an operator wiped the tree): wait for a master
-            wait_for_nodes(client, (TASKS,), stop, "submitting", logger.info)
+            if not wait_for_nodes(client, (TASKS,), stop, "submitting", logger.info):
+                raise MasterworkerError("stopped before the task was submitted") from None
 
 
 def task_exists(client: KazooClient, task: str) -> bool:

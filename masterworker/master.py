@@ -44,6 +44,7 @@ from kazoo.exceptions import BadVersionError, NodeExistsError, NoNodeError, NotE
 from kazoo.protocol.states import WatchedEvent
 from loguru import logger
 
+from masterworker.history import History
 from masterworker.protocol import (
     ASSIGN,
     EPOCH,
@@ -94,10 +95,13 @@ class Cluster:
 class Master:
     """An active or backup master; see the module docstring."""
 
-    def __init__(self, client: KazooClient, master_id: str, fenced: bool = True) -> None:
+    def __init__(
+        self, client: KazooClient, master_id: str, fenced: bool = True, history: History | None = None
+    ) -> None:
         self.client = client
         self.id = master_id
-        self.fenced = fenced  # False only for the chaos checker's teaching switch
+        self.fenced = fenced  # False only for the teaching switch of chapter 5
+        self.history = history or History(None)
         self.state = MasterState.BACKUP
         self.epoch: int | None = None
         self.cluster = Cluster()
@@ -259,6 +263,7 @@ class Master:
         self._resync = True
         self._announced_backup = False
         self.elected.set()
+        self.history.record("elected", master=self.id, epoch=epoch)
         logger.success("{} elected master (epoch {})", self.id, epoch)
 
     def _become_backup(self) -> None:

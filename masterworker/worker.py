@@ -41,6 +41,7 @@ from kazoo.exceptions import NodeExistsError, NoNodeError
 from kazoo.protocol.states import WatchedEvent
 from loguru import logger
 
+from masterworker.history import History
 from masterworker.protocol import (
     ASSIGN,
     MAX_OUTPUT_TAIL,
@@ -123,12 +124,16 @@ class Worker:
         slots: int = 1,
         allow: frozenset[str] | None = None,
         grace: float = 30.0,
+        history: History | None = None,
+        unsafe_completion: bool = False,
     ) -> None:
         self.client = client
         self.id = worker_id
         self.slots = slots
         self.allow = allow
         self.grace = grace
+        self.history = history or History(None)
+        self.unsafe_completion = unsafe_completion  # the chaos checker's teaching switch
         self.info = WorkerInfo(slots=slots, host=socket.gethostname(), pid=os.getpid(), started_at=time.time())
         self.events: queue.Queue = queue.Queue()
         self.registered = threading.Event()
@@ -268,13 +273,18 @@ class Worker:
         try:
             spec = TaskSpec.decode(data)
             logger.info("running {}: {}", task, " ".join(spec.argv) if spec.argv else "(book task)")
+            self.history.record("exec-start", task=task, worker=self.id)
             status = run_command(spec, self.allow)
             status.worker, status.run_id = self.id, new_guid()
-            if self._complete(task, status):
+            self.history.record("exec-end", task=task, worker=self.id, state=status.state)
+            complete = self._complete_unsafely if self.unsafe_completion else self._complete
+            if complete(task, status):
+                self.history.record("complete", task=task, worker=self.id)
                 with self._lock:
                     self._finished.add(task)
                     self.completed += 1
             else:
+                self.history.record("discard", task=task, worker=self.id)
                 with self._lock:
                     self.discarded += 1
         except Exception:  # a bug here must not kill the pool thread silently
@@ -310,4 +320,27 @@ class Worker:
             logger.warning("discarding our result of {}: {}", task, why)
             return False
         logger.info("{} {} (exit code {})", task, status.state, status.exit_code)
+        return True
+
+    def _complete_unsafely(self, task: str, status: TaskStatus) -> bool:
+        """The teaching switch: two separate writes, NodeExists taken as success, like the book's worker.
+
+        A zombie worker's late result then overwrites the record of the worker the task was
+        given to: two workers each believe they completed it, which the chaos checker reports.
+        """
+        while True:
+            try:
+                try:
+                    self.client.create(status_path(task), status.encode())
+                except NodeExistsError:
+                    self.client.set(status_path(task), status.encode())
+                try:
+                    self.client.delete(assignment_path(self.id, task))
+                except NoNodeError:
+                    pass
+                break
+            except RECOVERABLE:
+                if not wait_connected(self.client, self._stop, timeout=self.grace):
+                    return False
+        logger.info("{} {} (exit code {}) [unsafe completion]", task, status.state, status.exit_code)
         return True

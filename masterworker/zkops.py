@@ -132,11 +132,17 @@ def expire_session(client: KazooClient, timeout: float = 10.0) -> None:
     the session's ephemeral nodes, and the first client learns of it (LOST) when it next talks
     to the server.
     """
-    session = client.client_id
-    if session is None:
+    if client.client_id is None:
         raise RuntimeError("the client has no session to expire")
     hosts = ",".join(f"[{h}]:{p}" if ":" in h else f"{h}:{p}" for h, p in client.hosts)
-    twin = KazooClient(hosts=hosts, client_id=session, timeout=client._session_timeout / 1000.0)
+    expire_session_id(hosts, client.client_id, client._session_timeout / 1000.0, timeout)
+
+
+def expire_session_id(
+    hosts: str, session: tuple[int, bytes], session_timeout: float = 10.0, timeout: float = 10.0
+) -> None:
+    """Join the session ``(id, password)`` from another client and close it: a real expiry."""
+    twin = KazooClient(hosts=hosts, client_id=session, timeout=session_timeout)
     twin.start(timeout=timeout)
     twin.stop()
     twin.close()

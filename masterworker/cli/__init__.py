@@ -8,6 +8,7 @@ import typer
 
 from masterworker import __version__
 from masterworker.cli import zk
+from masterworker.cli.chaos import chaos_command
 from masterworker.cli.common import console
 from masterworker.cli.demo import demo_command
 from masterworker.cli.roles import master, worker
@@ -46,6 +47,9 @@ app.command("worker", help="Register as a worker and run assigned tasks (ch. 3-5
 app.command("submit", help="Submit a task and wait for its result: mw submit -- echo hi.")(submit_command)
 app.command("result", help="Show (and collect) a task's result.")(result_command)
 app.command("demo", help="The whole example in one command: kill -9 a master and a worker midway.")(demo_command)
+app.command("chaos", help="Kill, pause and expire masters, workers and ZooKeeper servers; check the history.")(
+    chaos_command
+)
 app.command("status", help="Show master, workers, assignments, pending tasks and results.")(status_command)
 
 

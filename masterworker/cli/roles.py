@@ -19,6 +19,7 @@ from masterworker.cli.common import (
 )
 from masterworker.connection import close_quietly, connect
 from masterworker.errors import BadInput, MasterworkerError
+from masterworker.history import History, publish_session
 from masterworker.master import Master
 from masterworker.worker import Worker, WorkerIdInUse
 
@@ -43,8 +44,9 @@ def master(
     chosen = check_id(master_id, "master")
     settings = setup(zk, session_timeout, log_level, log_json, role=chosen)
     client = connect(settings)
+    publish_session(client, chosen)
     try:
-        role = Master(client, chosen, fenced=not no_fencing)
+        role = Master(client, chosen, fenced=not no_fencing, history=History.for_role(chosen))
         on_stop_signals(role.stop)
         role.run()
     finally:
@@ -57,6 +59,9 @@ def worker(
     slots: Annotated[int, typer.Option("--slots", help="Tasks run at once.")] = 1,
     allow: Annotated[list[str] | None, typer.Option("--allow", help="Only run this program (repeatable).")] = None,
     grace: Annotated[float, typer.Option("--grace", help="Seconds running tasks get to finish on SIGTERM.")] = 30.0,
+    unsafe_completion: Annotated[
+        bool, typer.Option("--unsafe-completion", hidden=True, help="Teaching switch: complete with two writes.")
+    ] = False,
     zk: ZkHosts = DEFAULTS["zk"],
     session_timeout: SessionTimeout = DEFAULTS["session_timeout"],
     log_level: LogLevel = DEFAULTS["log_level"],
@@ -74,8 +79,17 @@ def worker(
     chosen = check_id(worker_id, "worker")
     settings = setup(zk, session_timeout, log_level, log_json, role=chosen)
     client = connect(settings)
+    publish_session(client, chosen)
     try:
-        role = Worker(client, chosen, slots=slots, allow=frozenset(allow) if allow else None, grace=grace)
+        role = Worker(
+            client,
+            chosen,
+            slots=slots,
+            allow=frozenset(allow) if allow else None,
+            grace=grace,
+            history=History.for_role(chosen),
+            unsafe_completion=unsafe_completion,
+        )
         on_stop_signals(role.stop)
         try:
             role.run()

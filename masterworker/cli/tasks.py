@@ -21,6 +21,7 @@ from masterworker.cli.common import (
 )
 from masterworker.client import (
     DEFAULT_BACKLOG_CAP,
+    OutcomeUnknown,
     consume_status,
     encode_task,
     read_status,
@@ -29,6 +30,7 @@ from masterworker.client import (
     wait_for_status,
 )
 from masterworker.connection import close_quietly, connect
+from masterworker.history import History
 from masterworker.protocol import DEFAULT_TASK_TIMEOUT, TaskSpec, TaskStatus
 
 EXIT_TIMED_OUT = 3
@@ -107,8 +109,18 @@ def submit_command(
     spec = TaskSpec(argv=list(command or []), timeout=task_timeout, client=default_id("client"))
     encode_task(spec)  # bad input fails here, before anything is written
     client = connect(settings)
+    history = History.for_role(spec.client)  # only under mw chaos (MW_RUN_DIR): the checker's input
+    history.record("submit-invoke")
     try:
-        task = submit(client, spec, backlog_cap=backlog_cap)
+        try:
+            task = submit(client, spec, backlog_cap=backlog_cap)
+        except BaseException as exc:
+            history.record(
+                "submit-unknown" if isinstance(exc, OutcomeUnknown | KeyboardInterrupt) else "submit-fail",
+                error=type(exc).__name__,
+            )
+            raise
+        history.record("submit-ok", task=task)
         if no_wait:
             console.print_json(json.dumps({"task": task})) if as_json else console.print(task, highlight=False)
             return

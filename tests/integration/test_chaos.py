@@ -1,0 +1,96 @@
+"""mw chaos against real processes and a real 3-server ensemble; the teaching switch caught."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from masterworker.chaos.nemesis import FAULTS
+from tests.helpers import jvm_pids_under, run_mw
+
+
+def chaos(tmp_path: Path, *args: str) -> tuple[int, dict]:
+    result = run_mw("chaos", "--json", "--run-dir", str(tmp_path / "run"), *args, timeout=400)
+    return result.returncode, json.loads(result.stdout) if result.stdout.strip().startswith("{") else {
+        "stderr": result.stderr[-3000:]
+    }
+
+
+def mw_processes_of(run_dir: Path) -> list[int]:
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                environ = (entry / "environ").read_bytes()
+            except OSError:
+                continue
+            if f"MW_RUN_DIR={run_dir}".encode() in environ:
+                pids.append(int(entry.name))
+    return pids
+
+
+@pytest.mark.ensemble
+@pytest.mark.timeout(400)
+def test_a_short_chaos_run_with_every_fault_loses_nothing_and_duplicates_nothing(tmp_path: Path) -> None:
+    code, report = chaos(tmp_path, "--duration", "30", "--seed", "1")
+    assert code == 0, report
+    assert report["ok"] and report["violations"] == []
+    assert report["lost"] == 0 and report["duplicates"] == 0
+    assert report["acknowledged"] > 100
+    assert report["completion_records"] >= report["acknowledged"]
+    assert set(report["faults"]) == set(FAULTS)
+    assert set(report["recovery_seconds"]) == set(FAULTS)  # every fault recovered within its bound
+    assert report["drain_seconds"] is not None
+    assert jvm_pids_under(tmp_path / "run") == [] and mw_processes_of(tmp_path / "run") == []
+    history = (tmp_path / "run" / "history").glob("*.jsonl")
+    kinds = {json.loads(line)["type"] for path in history for line in path.read_text().splitlines()}
+    assert {"submit-invoke", "submit-ok", "exec-start", "exec-end", "complete", "fault", "elected"} <= kinds
+
+
+@pytest.mark.ensemble
+@pytest.mark.timeout(300)
+def test_the_teaching_switch_breaks_completion_and_the_checker_catches_it(tmp_path: Path) -> None:
+    code, report = chaos(tmp_path, "--duration", "10", "--faults", "pause-worker", "--break", "completion")
+    assert code == 1, report
+    assert report["duplicates"] >= 1 and not report["ok"]
+    assert any(v.startswith("duplicate: ") for v in report["violations"])
+
+
+def test_unknown_faults_and_switches_are_bad_input() -> None:
+    result = run_mw("chaos", "--faults", "kill-everything")
+    assert result.returncode == 2 and result.stderr.startswith("error: unknown fault(s) kill-everything")
+    result = run_mw("chaos", "--break", "gravity")
+    assert result.returncode == 2 and "unknown --break 'gravity'" in result.stderr
+
+
+def test_the_shared_nemesis_drives_the_docker_backend(roles, zk, zk_hosts: str, tmp_path: Path) -> None:
+    """Fake containers whose kill ends a real role's session: the nemesis picks the active master,
+    kills its container, sees a backup take over, and restarts the container."""
+    from masterworker.chaos.docker_backend import DockerBackend
+    from masterworker.chaos.nemesis import Nemesis
+    from masterworker.history import History
+    from tests.helpers import wait_until
+    from tests.unit.test_docker_backend import FakeContainer, FakeDocker
+
+    masters = {name: roles.master(name) for name in ("master-1", "master-2")}
+    wait_until(lambda: any(m.elected.is_set() for m in masters.values()), what="a master elected")
+    containers = [FakeContainer("master", name) for name in masters]
+    for container in containers:
+        name = container.labels["mw.id"]
+        original_kill = container.kill
+
+        def kill(signal: str, name: str = name, original_kill=original_kill) -> None:
+            original_kill(signal)
+            roles.stop(masters[name])
+
+        container.kill = kill
+    backend = DockerBackend(FakeDocker(containers), zk_hosts, tmp_path, 2.0)
+    history = History(tmp_path / "history" / "nemesis.jsonl")
+    active = next(name for name, m in masters.items() if m.elected.is_set())
+    Nemesis(backend, zk, history, seed=1, say=lambda message: None).inject("kill-master")
+    killed = next(c for c in containers if c.labels["mw.id"] == active)
+    assert killed.calls == ["kill SIGKILL", "start"]
+    events = [json.loads(line)["type"] for line in (tmp_path / "history" / "nemesis.jsonl").read_text().splitlines()]
+    assert events == ["fault", "recovered"]
