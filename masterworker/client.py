@@ -19,18 +19,22 @@ waiting forever.
 
 from __future__ import annotations
 
+import shlex
 import threading
 import time
+from collections.abc import Callable
 
 from kazoo.client import KazooClient
 from kazoo.exceptions import NoNodeError
 from loguru import logger
 
 from masterworker.errors import BacklogFull, BadInput, MasterworkerError, NotFound
+from masterworker.multiread import get_many
 from masterworker.protocol import (
     ASSIGN,
     MAX_TASK_BYTES,
     STATUS,
+    TASK_PREFIX,
     TASKS,
     TaskSpec,
     TaskStatus,
@@ -39,7 +43,7 @@ from masterworker.protocol import (
     status_path,
     task_path,
 )
-from masterworker.zkops import RECOVERABLE, wait_connected, wait_for_nodes
+from masterworker.zkops import RECOVERABLE, failure, wait_connected, wait_for_nodes
 
 DEFAULT_BACKLOG_CAP = 20_000
 
@@ -117,6 +121,125 @@ def submit(
                 raise MasterworkerError("stopped before the task was submitted") from None
 
 
+def locate(client: KazooClient, guids: list[str]) -> dict[str, str]:
+    """Find many protected tasks with one listing of each place (after a ConnectionLoss)."""
+    prefixes = {protected_prefix(g): g for g in guids}
+    client.sync(TASKS)
+    found: dict[str, str] = {}
+    for place in [TASKS, STATUS] + [f"{ASSIGN}/{w}" for w in client.get_children(ASSIGN)]:
+        try:
+            names = client.get_children(place)
+        except NoNodeError:
+            continue
+        for name in names:
+            guid = prefixes.get(name[: len(TASK_PREFIX) + 13])
+            if guid is not None:
+                found[guid] = name
+    return found
+
+
+def submit_all(
+    client: KazooClient,
+    specs: list[TaskSpec],
+    batch: int | None = None,
+    backlog_cap: int = DEFAULT_BACKLOG_CAP,
+    progress: Callable[[int], None] | None = None,
+) -> list[str]:
+    """Submit many tasks fast; returns their names in order.
+
+    ``batch=None``: one create request per task, many in flight at once (pipelined, as chapter 3's
+    asynchronous API allows). ``batch=N``: N creates per multi-op transaction, all or nothing per
+    batch. Either way names are protected: after a ConnectionLoss the tasks that did get created
+    are found, and only the others are created again.
+    """
+    return submit_payloads(client, [encode_task(spec) for spec in specs], batch, backlog_cap, progress)
+
+
+def submit_payloads(
+    client: KazooClient,
+    data: list[bytes],
+    batch: int | None = None,
+    backlog_cap: int = DEFAULT_BACKLOG_CAP,
+    progress: Callable[[int], None] | None = None,
+) -> list[str]:
+    """submit_all for task data already encoded (the bench's book tasks are plain bytes).
+
+    First pass: every request in flight at once. Second pass, only after a ConnectionLoss: each
+    group whose outcome is unknown is looked for (``locate``) and created again only if absent.
+    """
+    check_backlog(client, backlog_cap)
+    guids = [new_guid() for _ in data]
+    size = batch or 256
+    groups = [list(range(start, min(start + size, len(data)))) for start in range(0, len(data), size)]
+    names: dict[str, str] = {}
+    started = [
+        (group, _start(client, [guids[i] for i in group], [data[i] for i in group], batch is not None))
+        for group in groups
+    ]
+    unresolved = []
+    for group, pending in started:
+        try:
+            names.update(_finish(pending))
+        except RECOVERABLE:
+            unresolved.append(group)  # the second pass finds out
+            continue
+        if progress:
+            progress(len(group))
+    for group in unresolved:
+        todo = [i for i in group if guids[i] not in names]
+        while todo:
+            wait_connected(client, threading.Event())
+            try:
+                names.update(locate(client, [guids[i] for i in todo]))
+                todo = [i for i in todo if guids[i] not in names]
+                if todo:
+                    pending = _start(client, [guids[i] for i in todo], [data[i] for i in todo], batch is not None)
+                    names.update(_finish(pending))
+            except RECOVERABLE:
+                pass
+            todo = [i for i in todo if guids[i] not in names]
+        if progress:
+            progress(len(group))
+    return [names[g] for g in guids]
+
+
+def _start(client: KazooClient, guids: list[str], data: list[bytes], transactional: bool) -> tuple:
+    """Send a group's creates: one multi-op transaction, or one create request per task."""
+    if transactional:
+        txn = client.transaction()
+        for guid, value in zip(guids, data, strict=True):
+            txn.create(task_path(protected_prefix(guid)), value, sequence=True)
+        return ("multi", guids, txn.commit_async())
+    return (
+        "each",
+        guids,
+        [
+            client.create_async(task_path(protected_prefix(g)), v, sequence=True)
+            for g, v in zip(guids, data, strict=True)
+        ],
+    )
+
+
+def _finish(pending: tuple) -> dict[str, str]:
+    """Names of the tasks a started group created; raises the first ConnectionLoss (outcome unknown)."""
+    kind, guids, results = pending
+    if kind == "multi":
+        outcome = results.get()
+        failed = failure(outcome)
+        if failed is not None:
+            raise failed[1]
+        return {guid: path.rsplit("/", 1)[1] for guid, path in zip(guids, outcome, strict=True)}
+    created, lost = {}, None
+    for guid, result in zip(guids, results, strict=True):
+        try:
+            created[guid] = result.get().rsplit("/", 1)[1]
+        except RECOVERABLE as exc:
+            lost = exc
+    if lost is not None:
+        raise lost
+    return created
+
+
 def task_exists(client: KazooClient, task: str) -> bool:
     """Is the task known anywhere: pending, assigned or done?"""
     if client.exists(task_path(task)) or client.exists(status_path(task)):
@@ -152,6 +275,55 @@ def wait_for_status(client: KazooClient, task: str, timeout: float | None) -> Ta
             return None
         changed.wait(min(1.0, remaining))
         changed.clear()
+
+
+def wait_for_all(
+    client: KazooClient, tasks: list[str], timeout: float | None, progress: Callable[[int], None] | None = None
+) -> dict[str, TaskStatus]:
+    """Statuses of many tasks, read 64 per request, as they appear; stops early when ``timeout`` runs out."""
+    remaining = list(tasks)
+    found: dict[str, TaskStatus] = {}
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while remaining:
+        try:
+            results = get_many(client, [status_path(t) for t in remaining])
+        except RECOVERABLE:
+            results = [NoNodeError()] * len(remaining)
+        still = []
+        for task, result in zip(remaining, results, strict=True):
+            if isinstance(result, Exception):
+                still.append(task)
+            else:
+                found[task] = TaskStatus.decode(result[0])
+        if progress and len(still) < len(remaining):
+            progress(len(remaining) - len(still))
+        remaining = still
+        if remaining and deadline is not None and time.monotonic() > deadline:
+            break
+        if remaining:
+            time.sleep(0.1)
+    return found
+
+
+def parse_task_file(text: str, timeout: float, client_id: str) -> list[TaskSpec]:
+    """One command per line, split like a shell would (no shell runs it); blank lines and # comments skipped."""
+    specs = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        try:
+            argv = shlex.split(line)
+        except ValueError as exc:
+            raise BadInput(f"line {number}: {exc}") from None
+        spec = TaskSpec(argv=argv, timeout=timeout, client=client_id)
+        try:
+            encode_task(spec)
+        except BadInput as exc:
+            raise BadInput(f"line {number}: {exc}") from None
+        specs.append(spec)
+    if not specs:
+        raise BadInput("the file holds no commands (one per line)")
+    return specs
 
 
 def consume_status(client: KazooClient, task: str) -> None:

@@ -18,7 +18,7 @@ and change nothing, and the zombie steps down.
 **Assignment (ch. 4).** One-time watches on ``/workers``, ``/tasks`` and each ``/assign/<w>``
 tell the master what changed; after each it re-reads the children (and sets the watch again).
 Each pending task moves to the least-loaded worker with room (its slots plus a small
-prefetch), in submission order, in one transaction: check the epoch, create the assignment,
+prefetch, which the worker announces), in submission order, in one transaction: check the epoch, create the assignment,
 delete the task. Many tasks may share one transaction; each still moves atomically.
 
 **Recovery (ch. 4 and 5).** When a worker's ephemeral node goes, its assigned tasks go back to
@@ -37,6 +37,7 @@ from __future__ import annotations
 import enum
 import queue
 import threading
+from collections import deque
 from dataclasses import dataclass, field
 
 from kazoo.client import KazooClient, KazooState
@@ -45,6 +46,7 @@ from kazoo.protocol.states import WatchedEvent
 from loguru import logger
 
 from masterworker.history import History
+from masterworker.multiread import get_many
 from masterworker.protocol import (
     ASSIGN,
     EPOCH,
@@ -61,8 +63,6 @@ from masterworker.protocol import (
 )
 from masterworker.zkops import RECOVERABLE, SessionEvents, ensure_nodes, failure, session_id, wait_connected
 
-# A worker gets this many tasks beyond its slots, so it never idles waiting for the master.
-PREFETCH = 1
 # Tasks per assignment transaction: each task is still moved atomically.
 BATCH = 64
 
@@ -86,10 +86,13 @@ class Cluster:
 
     workers: dict[str, WorkerInfo] = field(default_factory=dict)
     assigned: dict[str, set[str]] = field(default_factory=dict)  # live worker -> its assigned tasks
-    pending: list[str] = field(default_factory=list)  # in submission order
+    pending: deque[str] = field(default_factory=deque)  # in submission order
+
+    def total_capacity(self) -> int:
+        return sum(info.capacity for info in self.workers.values())
 
     def free_slots(self, worker: str) -> int:
-        return self.workers[worker].slots + PREFETCH - len(self.assigned.get(worker, ()))
+        return self.workers[worker].capacity - len(self.assigned.get(worker, ()))
 
 
 class Master:
@@ -148,7 +151,7 @@ class Master:
 
     # -- the event loop -----------------------------------------------------------------------
     def _step(self) -> None:
-        busy = self.state is MasterState.ELECTED and (self._resync or self._dirty - {"run"})
+        busy = self.state is MasterState.ELECTED and (self._resync or bool(self._actionable()))
         self._drain_events(timeout=0.0 if busy else 1.0)
         if self._stop.is_set() or not self.client.connected:
             return
@@ -164,6 +167,11 @@ class Master:
             else:
                 self._refresh_dirty()
             self._assign()
+
+    def _actionable(self) -> set[str]:
+        """Dirty marks there is work for now (a deferred /tasks listing is not)."""
+        deferred = {"run"} | ({"tasks"} if self._enough_pending() else set())
+        return self._dirty - deferred
 
     def _drain_events(self, timeout: float) -> None:
         try:
@@ -326,7 +334,13 @@ class Master:
         self.cluster.assigned[worker] = set(tasks)
 
     def _read_pending(self) -> None:
-        self.cluster.pending = submission_order(self.client.get_children(TASKS, watch=self._watch("tasks")))
+        self.cluster.pending = deque(submission_order(self.client.get_children(TASKS, watch=self._watch("tasks"))))
+
+    def _enough_pending(self) -> bool:
+        """With thousands of tasks waiting, listing /tasks on every new one would cost O(backlog) per
+        event. While more tasks than the workers can take are known, new ones can wait: they come
+        after the known ones in submission order anyway."""
+        return len(self.cluster.pending) > 2 * self.cluster.total_capacity()
 
     def _reconcile(self) -> None:
         """A new master (or one that doubted) rebuilds its picture and repairs the tree."""
@@ -364,7 +378,10 @@ class Master:
                 if worker in self.cluster.workers:
                     self._read_assigned(worker)
         if "tasks" in dirty:
-            self._read_pending()
+            if self._enough_pending():
+                self._dirty.add("tasks")  # listed later, when the known tasks run low
+            else:
+                self._read_pending()
 
     # -- fenced writes -----------------------------------------------------------------------------
     def _transaction(self):  # noqa: ANN202 - kazoo's TransactionRequest
@@ -374,11 +391,7 @@ class Master:
         return txn
 
     def _commit(self, txn) -> list[object]:  # noqa: ANN001
-        results = txn.commit()
-        failed = failure(results)
-        if failed is not None and self.fenced and failed[0] == 0 and isinstance(failed[1], BadVersionError):
-            raise Deposed()
-        return results
+        return self._check_fencing(txn.commit())
 
     def _offset(self) -> int:
         return 1 if self.fenced else 0
@@ -390,8 +403,8 @@ class Master:
             tasks = self.client.get_children(assign_dir(worker))
         except NoNodeError:
             return
-        for task in submission_order(tasks):
-            self._recover_task(worker, task)
+        requeued = [task for task in submission_order(tasks) if self._recover_task(worker, task)]
+        self.cluster.pending.extendleft(reversed(requeued))  # older than anything pending: first in line
         txn = self._transaction()
         txn.delete(assign_dir(worker))
         results = self._commit(txn)
@@ -403,14 +416,15 @@ class Master:
         if tasks:
             logger.warning("recovered {} task(s) of dead worker {}", len(tasks), worker)
 
-    def _recover_task(self, worker: str, task: str) -> None:
+    def _recover_task(self, worker: str, task: str) -> bool:
+        """True when the task went back to /tasks."""
         path = assignment_path(worker, task)
         txn = self._transaction()
         if self.client.exists(status_path(task)) is None:
             try:
                 data = self.client.get(path)[0]
             except NoNodeError:
-                return
+                return False
             txn.create(task_path(task), data)
             reassign = True
         else:  # it finished but the worker did not remove the assignment (the book's worker)
@@ -419,12 +433,15 @@ class Master:
         failed = failure(self._commit(txn))
         if failed is None:
             logger.info("{} of dead worker {} {}", task, worker, "back to /tasks" if reassign else "had a status")
-        elif isinstance(failed[1], NodeExistsError):  # a leftover /tasks/<task>: keep it, drop the copy
+            return reassign
+        if isinstance(failed[1], NodeExistsError):  # a leftover /tasks/<task>: keep it, drop the copy
             txn = self._transaction()
             txn.delete(path)
             self._commit(txn)
-        elif not isinstance(failed[1], NoNodeError):
+            return False
+        if not isinstance(failed[1], NoNodeError):
             raise failed[1]
+        return False
 
     # -- assignment ------------------------------------------------------------------------------
     def _assign(self) -> None:
@@ -443,33 +460,43 @@ class Master:
             moves.append((task, worker))
             free[worker] -= 1
             load[worker] += 1
-        for start in range(0, len(moves), BATCH):
-            self._move(moves[start : start + BATCH])
+        self._move(moves)
 
     def _move(self, moves: list[tuple[str, str]]) -> None:
-        """One transaction for a batch; if it fails, the tasks are tried one by one."""
-        pending_data = [(t, w, self.client.get_async(task_path(t))) for t, w in moves]
-        txn = self._transaction()
-        batch: list[tuple[str, str]] = []
-        for task, worker, result in pending_data:
-            try:
-                data = result.get()[0]
-            except NoNodeError:  # taken by a previous master's last transaction, or deleted
+        """Batches of BATCH tasks, one transaction each, all in flight at once; a failed batch is
+        retried task by task."""
+        reads = get_many(self.client, [task_path(t) for t, _ in moves])
+        batches: list[list[tuple[str, str]]] = [[]]
+        txns = [self._transaction()]
+        for (task, worker), result in zip(moves, reads, strict=True):
+            if isinstance(result, NoNodeError):  # taken by a previous master's last transaction, or deleted
                 self._forget_pending(task)
                 continue
-            txn.create(assignment_path(worker, task), data)
-            txn.delete(task_path(task))
-            batch.append((task, worker))
-        if not batch:
-            return
-        results = self._commit(txn)
+            if isinstance(result, Exception):
+                raise result
+            if len(batches[-1]) == BATCH:
+                batches.append([])
+                txns.append(self._transaction())
+            txns[-1].create(assignment_path(worker, task), result[0])
+            txns[-1].delete(task_path(task))
+            batches[-1].append((task, worker))
+        sent = [(batch, txn.commit_async()) for batch, txn in zip(batches, txns, strict=True) if batch]
+        for batch, async_result in sent:
+            self._settle_batch(batch, self._check_fencing(async_result.get()))
+
+    def _check_fencing(self, results: list[object]) -> list[object]:
+        failed = failure(results)
+        if failed is not None and self.fenced and failed[0] == 0 and isinstance(failed[1], BadVersionError):
+            raise Deposed()
+        return results
+
+    def _settle_batch(self, batch: list[tuple[str, str]], results: list[object]) -> None:
         failed = failure(results)
         if failed is None:
             for task, worker in batch:
                 self.cluster.assigned.setdefault(worker, set()).add(task)
+                self._forget_pending(task)
                 logger.debug("assigned {} to {}", task, worker)
-            moved = {task for task, _ in batch}
-            self.cluster.pending = [t for t in self.cluster.pending if t not in moved]
             return
         if len(batch) > 1:
             for move in batch:
@@ -487,7 +514,11 @@ class Master:
             raise error
 
     def _forget_pending(self, task: str) -> None:
+        pending = self.cluster.pending
+        if pending and pending[0] == task:  # the usual case: tasks leave from the front, in order
+            pending.popleft()
+            return
         try:
-            self.cluster.pending.remove(task)
+            pending.remove(task)
         except ValueError:
             pass

@@ -42,9 +42,9 @@ STATUS = "/status"
 PARENTS = (WORKERS, TASKS, ASSIGN, STATUS)
 
 TASK_PREFIX = "task-"
-# Well below ZooKeeper's 1 MB jute.maxbuffer: a task is a command line, not a payload, and a
-# smaller limit keeps getData replies and multi-op transactions of many tasks cheap.
-MAX_TASK_BYTES = 64 * 1024
+# Well below ZooKeeper's 1 MB packet limit (jute.maxbuffer): a task is a command line, not a payload,
+# and 64 tasks of 8 KiB still fit in one multi-op transaction or one multi-read reply.
+MAX_TASK_BYTES = 8 * 1024
 # The output tail a worker keeps of stdout and stderr, in bytes.
 MAX_OUTPUT_TAIL = 4 * 1024
 DEFAULT_TASK_TIMEOUT = 3600.0
@@ -158,10 +158,21 @@ class WorkerInfo:
     host: str = ""
     pid: int = 0
     started_at: float = 0.0
+    prefetch: int = 1  # tasks it takes beyond its slots, so it never idles waiting for the master
+
+    @property
+    def capacity(self) -> int:
+        return self.slots + self.prefetch
 
     def encode(self) -> bytes:
         return json.dumps(
-            {"slots": self.slots, "host": self.host, "pid": self.pid, "started": self.started_at}
+            {
+                "slots": self.slots,
+                "prefetch": self.prefetch,
+                "host": self.host,
+                "pid": self.pid,
+                "started": self.started_at,
+            }
         ).encode()
 
     @classmethod
@@ -172,8 +183,12 @@ class WorkerInfo:
         if not isinstance(slots, int) or isinstance(slots, bool) or not 0 < slots <= 1024:
             slots = 1
         pid = obj.get("pid", 0)
+        prefetch = obj.get("prefetch", 1)
+        if not isinstance(prefetch, int) or isinstance(prefetch, bool) or not 0 <= prefetch <= 1024:
+            prefetch = 1
         return cls(
             slots=slots,
+            prefetch=prefetch,
             host=str(obj.get("host", "")),
             pid=pid if isinstance(pid, int) else 0,
             started_at=_number(obj.get("started"), 0.0),

@@ -15,7 +15,9 @@ them on its own thread and runs each on a pool of ``slots`` threads, never insid
 callback: argv without a shell, the task's timeout, the exit code and a bounded tail of output.
 
 **Completion (ch. 4 and 5).** One transaction creates ``/status/<task>`` and deletes the
-assignment. If the task was taken away meanwhile (this worker was a zombie: paused or cut off
+assignment (a completer thread puts many finished tasks in one transaction; each still
+completes atomically, and a failed batch falls back to one transaction per task). If the
+task was taken away meanwhile (this worker was a zombie: paused or cut off
 past its session timeout, and the master reassigned the task), the delete fails, so the whole
 transaction changes nothing: the result is discarded and logged, and a task never gets two
 completion records. Execution is at-least-once; completion is exactly once.
@@ -42,6 +44,7 @@ from kazoo.protocol.states import WatchedEvent
 from loguru import logger
 
 from masterworker.history import History
+from masterworker.multiread import get_many
 from masterworker.protocol import (
     ASSIGN,
     MAX_OUTPUT_TAIL,
@@ -64,6 +67,9 @@ from masterworker.zkops import (
     wait_connected,
     wait_for_nodes,
 )
+
+# Completions per transaction when many tasks finish at once (each task still completes atomically).
+COMPLETION_BATCH = 64
 
 
 class WorkerIdInUse(RuntimeError):
@@ -122,6 +128,7 @@ class Worker:
         client: KazooClient,
         worker_id: str,
         slots: int = 1,
+        prefetch: int = 1,
         allow: frozenset[str] | None = None,
         grace: float = 30.0,
         history: History | None = None,
@@ -134,7 +141,9 @@ class Worker:
         self.grace = grace
         self.history = history or History(None)
         self.unsafe_completion = unsafe_completion  # the chaos checker's teaching switch
-        self.info = WorkerInfo(slots=slots, host=socket.gethostname(), pid=os.getpid(), started_at=time.time())
+        self.info = WorkerInfo(
+            slots=slots, prefetch=prefetch, host=socket.gethostname(), pid=os.getpid(), started_at=time.time()
+        )
         self.events: queue.Queue = queue.Queue()
         self.registered = threading.Event()
         self.executions = 0  # started executions, for tests and the demo
@@ -145,11 +154,14 @@ class Worker:
         self._in_flight: set[str] = set()  # read and handed to the pool, not completed yet
         self._finished: set[str] = set()  # completed by us, until a listing no longer shows them
         self._pool = ThreadPoolExecutor(max_workers=slots, thread_name_prefix=f"task-{worker_id}")
+        self._completions: queue.Queue[tuple[str, TaskStatus] | None] = queue.Queue()
+        self._completer = threading.Thread(target=self._complete_loop, name=f"completer-{worker_id}", daemon=True)
         self._session_events = SessionEvents(client, self.events)
 
     # -- life cycle ----------------------------------------------------------------------------
     def run(self) -> None:
         logger.info("worker {} starting with {} slot(s)", self.id, self.slots)
+        self._completer.start()
         if not wait_for_nodes(self.client, (WORKERS, ASSIGN), self._stop, "registering", logger.info):
             return self._shutdown()
         dirty = True
@@ -180,6 +192,8 @@ class Worker:
         deadline = time.monotonic() + self.grace
         while self._in_flight and time.monotonic() < deadline:
             time.sleep(0.05)
+        self._completions.put(None)
+        self._completer.join(timeout=5)
         self._session_events.remove()
         logger.info("worker {} stopped", self.id)
 
@@ -249,27 +263,22 @@ class Worker:
             self._finished &= listed
             new = [t for t in submission_order(listed) if t not in self._in_flight and t not in self._finished]
             self._in_flight.update(new)
-        reads = [(task, self.client.get_async(assignment_path(self.id, task))) for task in new]
-        for task, result in reads:
-            try:
-                data = result.get()[0]
-            except NoNodeError:  # taken away before we read it
-                with self._lock:
-                    self._in_flight.discard(task)
-                continue
-            except RECOVERABLE:
-                with self._lock:
-                    self._in_flight.discard(task)
-                raise
-            if self._stop.is_set():
+        try:
+            reads = get_many(self.client, [assignment_path(self.id, task) for task in new])
+        except RECOVERABLE:
+            with self._lock:
+                self._in_flight.difference_update(new)
+            raise
+        for task, result in zip(new, reads, strict=True):
+            if isinstance(result, Exception) or self._stop.is_set():  # taken away before we read it, or stopping
                 with self._lock:
                     self._in_flight.discard(task)
                 continue
             self.executions += 1
-            self._pool.submit(self._execute, task, data)
+            self._pool.submit(self._execute, task, result[0])
 
     def _execute(self, task: str, data: bytes) -> None:
-        """Runs on a pool thread: the task, then its completion transaction."""
+        """Runs on a pool thread: the task; its completion is the completer thread's job."""
         try:
             spec = TaskSpec.decode(data)
             logger.info("running {}: {}", task, " ".join(spec.argv) if spec.argv else "(book task)")
@@ -277,21 +286,62 @@ class Worker:
             status = run_command(spec, self.allow)
             status.worker, status.run_id = self.id, new_guid()
             self.history.record("exec-end", task=task, worker=self.id, state=status.state)
-            complete = self._complete_unsafely if self.unsafe_completion else self._complete
-            if complete(task, status):
-                self.history.record("complete", task=task, worker=self.id)
-                with self._lock:
-                    self._finished.add(task)
-                    self.completed += 1
+            if self.unsafe_completion:
+                self._settle(task, self._complete_unsafely(task, status))
             else:
-                self.history.record("discard", task=task, worker=self.id)
-                with self._lock:
-                    self.discarded += 1
+                self._completions.put((task, status))
         except Exception:  # a bug here must not kill the pool thread silently
             logger.exception("unexpected error while executing {}", task)
-        finally:
             with self._lock:
                 self._in_flight.discard(task)
+
+    def _settle(self, task: str, counted: bool) -> None:
+        self.history.record("complete" if counted else "discard", task=task, worker=self.id)
+        with self._lock:
+            if counted:
+                self._finished.add(task)
+                self.completed += 1
+            else:
+                self.discarded += 1
+            self._in_flight.discard(task)
+
+    # -- completion ---------------------------------------------------------------------------------
+    def _complete_loop(self) -> None:
+        """Completes finished tasks, many per transaction when many finish at once."""
+        while True:
+            batch = [self._completions.get()]
+            while len(batch) < COMPLETION_BATCH:
+                try:
+                    batch.append(self._completions.get_nowait())
+                except queue.Empty:
+                    break
+            done = [item for item in batch if item is not None]
+            try:
+                for (task, _), counted in zip(done, self._complete_batch(done), strict=True):
+                    self._settle(task, counted)
+            except Exception:
+                logger.exception("unexpected error while completing {} task(s)", len(done))
+                for task, _ in done:
+                    self._settle(task, False)
+            if len(done) < len(batch):  # None: the worker is shutting down
+                return
+
+    def _complete_batch(self, batch: list[tuple[str, TaskStatus]]) -> list[bool]:
+        """One transaction for all; when it fails, each task is completed (or discarded) on its own."""
+        if len(batch) > 1:
+            txn = self.client.transaction()
+            for task, status in batch:
+                txn.create(status_path(task), status.encode())
+                txn.delete(assignment_path(self.id, task))
+            try:
+                failed = failure(txn.commit())
+            except RECOVERABLE:
+                failed = (-1, None)  # unknown outcome: each _complete below finds out by its run id
+            if failed is None:
+                for task, status in batch:
+                    logger.info("{} {} (exit code {})", task, status.state, status.exit_code)
+                return [True] * len(batch)
+        return [self._complete(task, status) for task, status in batch]
 
     def _complete(self, task: str, status: TaskStatus) -> bool:
         """Create the status and delete the assignment, atomically. True when our record counts."""
@@ -316,11 +366,19 @@ class Worker:
                 failed = (0, NodeExistsError())
             if failed is None:
                 break
+            if failed[0] == 0 and self._is_our_record(task, status):
+                break  # an earlier attempt of ours did commit
             why = "it already has a status" if failed[0] == 0 else "it was taken away from us (reassigned)"
             logger.warning("discarding our result of {}: {}", task, why)
             return False
         logger.info("{} {} (exit code {})", task, status.state, status.exit_code)
         return True
+
+    def _is_our_record(self, task: str, status: TaskStatus) -> bool:
+        try:
+            return TaskStatus.decode(self.client.get(status_path(task))[0]).run_id == status.run_id
+        except NoNodeError:
+            return False
 
     def _complete_unsafely(self, task: str, status: TaskStatus) -> bool:
         """The teaching switch: two separate writes, NodeExists taken as success, like the book's worker.

@@ -8,6 +8,7 @@ import typer
 
 from masterworker import __version__
 from masterworker.cli import zk
+from masterworker.cli.bench import bench_command
 from masterworker.cli.chaos import chaos_command
 from masterworker.cli.common import console
 from masterworker.cli.demo import demo_command
@@ -50,6 +51,7 @@ app.command("demo", help="The whole example in one command: kill -9 a master and
 app.command("chaos", help="Kill, pause and expire masters, workers and ZooKeeper servers; check the history.")(
     chaos_command
 )
+app.command("bench", help="Measure throughput, latency, failover, orphan recovery and scale.")(bench_command)
 app.command("status", help="Show master, workers, assignments, pending tasks and results.")(status_command)
 
 

@@ -96,6 +96,8 @@ def friendly_errors(command: F) -> F:
             raise fail(str(exc), 2) from None
         except ServerStartError as exc:
             raise fail(str(exc), 1) from None
+        except TimeoutError as exc:  # a bounded wait of the demo, bench or chaos ran out
+            raise fail(str(exc) or "timed out", 1) from None
         except KeyboardInterrupt:
             raise typer.Exit(130) from None
 

@@ -57,6 +57,13 @@ def master(
 def worker(
     worker_id: Annotated[str | None, typer.Option("--id", help="This worker's id (default: worker-HOST-PID).")] = None,
     slots: Annotated[int, typer.Option("--slots", help="Tasks run at once.")] = 1,
+    prefetch: Annotated[
+        int,
+        typer.Option(
+            "--prefetch",
+            help="Tasks held beyond --slots, so the worker never waits for the master (more: faster short tasks).",
+        ),
+    ] = 1,
     allow: Annotated[list[str] | None, typer.Option("--allow", help="Only run this program (repeatable).")] = None,
     grace: Annotated[float, typer.Option("--grace", help="Seconds running tasks get to finish on SIGTERM.")] = 30.0,
     unsafe_completion: Annotated[
@@ -74,6 +81,8 @@ def worker(
     """
     if slots <= 0:
         raise BadInput(f"--slots must be a positive number, not {slots}")
+    if not 0 <= prefetch <= 1024:
+        raise BadInput(f"--prefetch must be between 0 and 1024, not {prefetch}")
     if grace < 0:
         raise BadInput(f"--grace must not be negative, not {grace:g}")
     chosen = check_id(worker_id, "worker")
@@ -85,6 +94,7 @@ def worker(
             client,
             chosen,
             slots=slots,
+            prefetch=prefetch,
             allow=frozenset(allow) if allow else None,
             grace=grace,
             history=History.for_role(chosen),

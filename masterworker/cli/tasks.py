@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+import sys
+from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from masterworker.cli.common import (
     DEFAULTS,
@@ -15,6 +18,7 @@ from masterworker.cli.common import (
     ZkHosts,
     console,
     default_id,
+    err_console,
     friendly_errors,
     positive,
     setup,
@@ -24,16 +28,21 @@ from masterworker.client import (
     OutcomeUnknown,
     consume_status,
     encode_task,
+    parse_task_file,
     read_status,
     require_known_task,
     submit,
+    submit_all,
+    wait_for_all,
     wait_for_status,
 )
 from masterworker.connection import close_quietly, connect
+from masterworker.errors import BadInput
 from masterworker.history import History
 from masterworker.protocol import DEFAULT_TASK_TIMEOUT, TaskSpec, TaskStatus
 
 EXIT_TIMED_OUT = 3
+PROGRESS_COLUMNS = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
 
 
 def show_status(task: str, status: TaskStatus, as_json: bool) -> None:
@@ -92,13 +101,18 @@ def submit_command(
             help="Refuse to submit while this many tasks are pending.",
         ),
     ] = DEFAULT_BACKLOG_CAP,
+    file: Annotated[
+        Path | None,
+        typer.Option("--file", help="Submit many: one command per line ('-' reads stdin); all or nothing per --batch."),
+    ] = None,
+    batch: Annotated[int, typer.Option("--batch", help="With --file: tasks per transaction.")] = 100,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
     zk: ZkHosts = DEFAULTS["zk"],
     session_timeout: SessionTimeout = DEFAULTS["session_timeout"],
     log_level: LogLevel = DEFAULTS["log_level"],
     log_json: LogJson = False,
 ) -> None:
-    """Submit a task and wait for its result: mw submit -- echo hello.
+    """Submit a task and wait for its result: mw submit -- echo hello. Many: mw submit --file tasks.txt.
 
     Exit code 0 when the task is done, 1 when it failed, 3 when --timeout ran out first.
     The task is created so that a retry after a lost connection never makes a second one.
@@ -106,6 +120,13 @@ def submit_command(
     settings = setup(zk, session_timeout, log_level, log_json)
     positive(timeout, "--timeout")
     positive(backlog_cap, "--backlog-cap")
+    if file is not None:
+        if command:
+            raise BadInput("give either a command after '--' or --file, not both")
+        if not 1 <= batch <= 1000:
+            raise BadInput(f"--batch must be between 1 and 1000, not {batch}")
+        submit_file(settings, file, batch, no_wait, timeout, task_timeout, backlog_cap, as_json)
+        return
     spec = TaskSpec(argv=list(command or []), timeout=task_timeout, client=default_id("client"))
     encode_task(spec)  # bad input fails here, before anything is written
     client = connect(settings)
@@ -154,3 +175,61 @@ def result_command(
         finish(task, status, as_json, keep, client)
     finally:
         close_quietly(client)
+
+
+def submit_file(
+    settings,
+    file: Path,
+    batch: int,
+    no_wait: bool,
+    timeout: float | None,
+    task_timeout: float,  # noqa: ANN001
+    backlog_cap: int,
+    as_json: bool,
+) -> None:
+    """Every line is checked before anything is written; then batches, a progress bar, the results."""
+    try:
+        text = sys.stdin.read() if str(file) == "-" else file.read_text()
+    except OSError as exc:
+        raise BadInput(f"cannot read {file}: {exc.strerror}") from None
+    specs = parse_task_file(text, task_timeout, default_id("client"))
+    client = connect(settings)
+    try:
+        with Progress(*PROGRESS_COLUMNS, console=err_console, transient=as_json) as bar:
+            submitting = bar.add_task("submitted", total=len(specs))
+            tasks = submit_all(
+                client, specs, batch=batch, backlog_cap=backlog_cap, progress=lambda n: bar.advance(submitting, n)
+            )
+            if no_wait:
+                statuses: dict[str, TaskStatus] = {}
+            else:
+                finishing = bar.add_task("finished ", total=len(tasks))
+                statuses = wait_for_all(client, tasks, timeout, progress=lambda n: bar.advance(finishing, n))
+        for task in statuses:
+            consume_status(client, task)
+    finally:
+        close_quietly(client)
+    failed = [t for t, s in statuses.items() if not s.ok]
+    if as_json:
+        console.print_json(
+            json.dumps(
+                {
+                    "tasks": tasks,
+                    "done": len(statuses) - len(failed),
+                    "failed": failed,
+                    "waiting": [t for t in tasks if t not in statuses] if not no_wait else [],
+                }
+            )
+        )
+    elif no_wait:
+        console.out("\n".join(tasks), highlight=False)
+    else:
+        console.print(
+            f"{len(statuses) - len(failed)} done, {len(failed)} failed, {len(tasks) - len(statuses)} not finished",
+            highlight=False,
+        )
+    if no_wait:
+        return
+    if len(statuses) < len(tasks):
+        raise typer.Exit(EXIT_TIMED_OUT)
+    raise typer.Exit(1 if failed else 0)

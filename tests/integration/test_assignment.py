@@ -12,7 +12,6 @@ import time
 from kazoo.client import KazooClient
 
 from masterworker.client import submit
-from masterworker.master import PREFETCH
 from masterworker.protocol import TaskSpec, task_sequence
 from tests.helpers import Roles, all_done, assigned, pending, statuses, submit_many, wait_until
 
@@ -50,7 +49,7 @@ def test_a_worker_never_holds_more_than_its_slots_plus_prefetch(roles: Roles, zk
     finally:
         stop.set()
         sampler.join()
-    assert most == 1 + PREFETCH
+    assert most == 1 + 1  # one slot plus the default prefetch of one
 
 
 def test_tasks_submitted_while_no_worker_exists_wait_and_run_in_order(roles: Roles, zk: KazooClient) -> None:

@@ -1,0 +1,66 @@
+"""mw bench smoke: every scenario runs, reports its figures and stops by itself (speed is not asserted)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from masterworker.client import check_backlog, submit_payloads
+from masterworker.errors import BacklogFull
+from tests.helpers import run_mw
+
+
+def bench(*args: str) -> dict:
+    result = run_mw("bench", *args, "--json", timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    return json.loads(result.stdout)
+
+
+@pytest.mark.parametrize("submit", ["single", "batch"])
+def test_throughput_reports_rate_latency_requests_and_cpu(submit: str) -> None:
+    report = bench("throughput", "--tasks", "200", "--submit", submit)
+    figures = report["figures"]
+    assert figures["tasks"] == 200 and figures["tasks_per_s"] > 0
+    assert 0 < figures["done_after_submit_p50_ms"] <= figures["done_after_submit_p99_ms"]
+    assert 0 < figures["requests_per_task"] < 10
+    assert {"master-1", "worker-1", "worker-2", "worker-3", "zookeeper", "bench client"} <= set(report["cpu_seconds"])
+
+
+def test_exec_latency_failover_and_orphans_run() -> None:
+    assert bench("exec", "--tasks", "60")["figures"]["tasks_per_s"] > 0
+    latency = bench("latency", "--tasks", "10")["figures"]
+    assert 0 < latency["latency_p50_ms"] <= latency["latency_p99_ms"]
+    failover = bench("failover", "--session-timeout", "2")["figures"]
+    assert failover["sigterm_takeover_s"] < failover["kill9_takeover_s"]
+    assert failover["kill9_takeover_s"] >= 1.0  # the dead master's session has to expire first
+    orphans = bench("orphans", "--tasks", "50", "--session-timeout", "2")["figures"]
+    assert orphans["tasks"] == 50 and orphans["all_done_after_expiry_s"] >= 0
+
+
+def test_scale_sweeps_refuses_past_the_cap_and_plots(tmp_path: Path) -> None:
+    plot = tmp_path / "scale.png"
+    report = bench("scale", "--worker-counts", "1,2", "--tasks", "100", "--backlogs", "100,300", "--plot", str(plot))
+    rows = report["series"]
+    assert [r["workers"] for r in rows if r["sweep"] == "workers"] == [1, 2]
+    assert [r["backlog"] for r in rows if r["sweep"] == "backlog"] == [100, 300]
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_submit_refuses_new_tasks_past_the_backlog_cap(zk, mw_env) -> None:
+    from masterworker.zkops import ensure_nodes
+
+    ensure_nodes(zk)
+    submit_payloads(zk, [b"noop"] * 30, batch=30)
+    with pytest.raises(BacklogFull, match="30 tasks are pending"):
+        check_backlog(zk, 30)
+    result = run_mw("submit", "--backlog-cap", "30", "--", "true", env=mw_env)
+    assert result.returncode == 4
+    assert result.stderr.strip() == "error: 30 tasks are pending (the cap is 30): try again later"
+    assert len(zk.get_children("/tasks")) == 30  # nothing was added
+
+
+def test_bench_only_targets_loopback() -> None:
+    result = run_mw("bench", "throughput", "--zk", "192.0.2.1:2181")
+    assert result.returncode == 2 and "only runs against ZooKeeper on this machine" in result.stderr
