@@ -28,7 +28,7 @@ apt_install() {
 }
 
 command -v java >/dev/null || apt_install default-jre-headless
-if [ -z "${ZOOKEEPER_HOME:-}" ] && [ ! -f /usr/share/java/zookeeper.jar ]; then
+if [ -z "${ZOOKEEPER_HOME:-}" ] && { [ ! -f /usr/share/java/zookeeper.jar ] || [ ! -x /usr/share/zookeeper/bin/zkCli.sh ]; }; then
   apt_install zookeeper
 fi
 
