@@ -51,12 +51,14 @@ class ZkSettings:
     hosts: str = DEFAULT_HOSTS
     session_timeout: float = DEFAULT_SESSION_TIMEOUT
     connect_timeout: float = 10.0
+    auth: str | None = None  # "user:password" for ZooKeeper's digest scheme (chapter 6)
 
     @classmethod
     def from_env(cls, **overrides: object) -> ZkSettings:
         values: dict[str, object] = {
             "hosts": os.environ.get("MW_ZK", DEFAULT_HOSTS),
             "session_timeout": float(os.environ.get("MW_SESSION_TIMEOUT", DEFAULT_SESSION_TIMEOUT)),
+            "auth": os.environ.get("MW_AUTH") or None,
         }
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)  # type: ignore[arg-type]
@@ -67,6 +69,10 @@ class ZkSettings:
             raise BadInput(f"the session timeout must be positive, not {self.session_timeout}")
         if self.connect_timeout <= 0:
             raise BadInput(f"the connect timeout must be positive, not {self.connect_timeout}")
+        if self.auth is not None:
+            user, sep, password = self.auth.partition(":")
+            if not (user and sep and password):
+                raise BadInput("--auth must be USER:PASSWORD")
         return self
 
 
@@ -84,6 +90,7 @@ def make_client(settings: ZkSettings) -> KazooClient:
         timeout=settings.session_timeout,
         connection_retry=KazooRetry(max_tries=-1, delay=0.1, max_delay=1.0),
         handler=SelectHandler(),
+        auth_data=[("digest", settings.auth)] if settings.auth else None,  # re-sent on every reconnect
     )
 
 

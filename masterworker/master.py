@@ -51,16 +51,19 @@ from masterworker.protocol import (
     ASSIGN,
     EPOCH,
     MASTER,
+    MAX_TASK_BYTES,
     TASKS,
     WORKERS,
     WorkerInfo,
     assign_dir,
     assignment_path,
+    oversized,
     status_path,
     submission_order,
     task_path,
     worker_path,
 )
+from masterworker.security import Policy, install_policy, load_policy
 from masterworker.zkops import RECOVERABLE, SessionEvents, ensure_nodes, failure, session_id, wait_connected
 
 # Tasks per assignment transaction: each task is still moved atomically.
@@ -99,12 +102,18 @@ class Master:
     """An active or backup master; see the module docstring."""
 
     def __init__(
-        self, client: KazooClient, master_id: str, fenced: bool = True, history: History | None = None
+        self,
+        client: KazooClient,
+        master_id: str,
+        fenced: bool = True,
+        history: History | None = None,
+        policy: Policy | None = None,
     ) -> None:
         self.client = client
         self.id = master_id
         self.fenced = fenced  # False only for the teaching switch of chapter 5
         self.history = history or History(None)
+        self.policy = policy  # None: use the policy the system already has (chapter 6)
         self.state = MasterState.BACKUP
         self.epoch: int | None = None
         self.cluster = Cluster()
@@ -122,7 +131,7 @@ class Master:
         logger.info("master {} starting", self.id)
         while not self._stop.is_set():
             try:
-                ensure_nodes(self.client)  # the book's bootstrap: idempotent, any master may do it
+                self._bootstrap()
                 break
             except RECOVERABLE:
                 wait_connected(self.client, self._stop, timeout=1.0)
@@ -148,6 +157,20 @@ class Master:
         """Ask run() to return; the caller then closes the session, which deletes /master at once."""
         self._stop.set()
         self.events.put(("stop", None))
+
+    def _bootstrap(self) -> None:
+        """The book's bootstrap: create the parents, idempotently; any master may do it.
+
+        A secure master (``--secure``) also installs the security policy; every master then
+        creates what it creates with the ACLs of that policy.
+        """
+        if self.policy is not None and self.policy.secure:
+            ensure_nodes(self.client, acl_for=self.policy.for_node)
+            install_policy(self.client, self.policy)
+        else:
+            self.policy = load_policy(self.client)
+            ensure_nodes(self.client, acl_for=self.policy.for_node)
+        self.client.default_acl = self.policy.created_by("master")  # tasks it requeues, assignments
 
     # -- the event loop -----------------------------------------------------------------------
     def _step(self) -> None:
@@ -219,7 +242,7 @@ class Master:
     def _run_for_master(self) -> None:
         """Create /master and bump /epoch in one transaction; on ConnectionLoss, check who won."""
         txn = self.client.transaction()
-        txn.create(MASTER, self.id.encode(), ephemeral=True)
+        txn.create(MASTER, self.id.encode(), ephemeral=True, acl=self.policy.for_node(MASTER) if self.policy else None)
         txn.set_data(EPOCH, self.id.encode())
         try:
             results = txn.commit()
@@ -238,7 +261,7 @@ class Master:
         elif isinstance(failed[1], NodeExistsError):
             self._announce_backup()
         elif isinstance(failed[1], NoNodeError):  # /epoch was removed under us: bootstrap again
-            ensure_nodes(self.client)
+            self._bootstrap()
             self._dirty.add("run")
         else:
             raise failed[1]
@@ -265,7 +288,7 @@ class Master:
         self.events.put(("run", None))
 
     def _become_master(self, epoch: int) -> None:
-        ensure_nodes(self.client)
+        self._bootstrap()
         self.epoch = epoch
         self.state = MasterState.ELECTED
         self._resync = True
@@ -477,7 +500,8 @@ class Master:
             if len(batches[-1]) == BATCH:
                 batches.append([])
                 txns.append(self._transaction())
-            txns[-1].create(assignment_path(worker, task), result[0])
+            data = result[0] if len(result[0]) <= MAX_TASK_BYTES else oversized(len(result[0]))
+            txns[-1].create(assignment_path(worker, task), data)
             txns[-1].delete(task_path(task))
             batches[-1].append((task, worker))
         sent = [(batch, txn.commit_async()) for batch, txn in zip(batches, txns, strict=True) if batch]

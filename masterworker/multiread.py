@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections import namedtuple
 
 from kazoo.client import KazooClient
-from kazoo.exceptions import EXCEPTIONS, KazooException, UnimplementedError
+from kazoo.exceptions import EXCEPTIONS, ConnectionLoss, KazooException, UnimplementedError
 from kazoo.protocol.paths import _prefix_root
 from kazoo.protocol.serialization import (
     MultiHeader,
@@ -85,6 +85,10 @@ def get_many(client: KazooClient, paths: list[str]) -> list[tuple[bytes, ZnodeSt
             results.extend(async_result.get())
         except UnimplementedError:
             _UNSUPPORTED.add(id(client))
+            results.extend(_pipelined(client, chunk))
+        except ConnectionLoss:
+            # A reply over ZooKeeper's 1 MB packet limit (someone wrote huge nodes) makes the
+            # server drop the connection. One node always fits in a reply: read them one by one.
             results.extend(_pipelined(client, chunk))
     return results
 

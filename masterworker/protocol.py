@@ -131,10 +131,22 @@ class TaskSpec:
 
     @classmethod
     def decode(cls, data: bytes | None) -> TaskSpec:
-        """Never raises: data that is not ours becomes a book task or an invalid one."""
-        obj = _json_object(data)
-        if obj is None or "argv" not in obj:
+        """Never raises. Plain text that is not a JSON object is a book task; anything else that is
+        not a valid task (binary, oversized, JSON without argv) is invalid, with the reason."""
+        data = data or b""
+        if len(data) > MAX_TASK_BYTES:
+            return cls(argv=[], invalid=f"task data is {len(data):,} bytes; the limit is {MAX_TASK_BYTES:,}")
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError:
+            return cls(argv=[], invalid="task data is binary, not a command")
+        if not text.lstrip().startswith("{"):
             return cls(argv=[], book_task=True)
+        obj = _json_object(data)
+        if obj is not None and isinstance(obj.get("invalid"), str):  # the master's marker, see oversized()
+            return cls(argv=[], invalid=obj["invalid"][:500])
+        if obj is None or "argv" not in obj:
+            return cls(argv=[], invalid="task data is JSON but not a masterworker task (no argv)")
         argv, timeout = obj.get("argv"), obj.get("timeout", DEFAULT_TASK_TIMEOUT)
         spec = cls(argv=[], submitted_at=_number(obj.get("submitted"), 0.0), client=str(obj.get("client", "")))
         if not (isinstance(argv, list) and argv and all(isinstance(a, str) for a in argv)):
@@ -144,6 +156,14 @@ class TaskSpec:
         else:
             spec.argv, spec.timeout = list(argv), float(timeout)
         return spec
+
+
+def oversized(size: int) -> bytes:
+    """What a master assigns in place of task data over the limit: a worker fails it with this reason.
+
+    Copying it would put megabytes in every assignment transaction and multi-read reply.
+    """
+    return json.dumps({"invalid": f"task data is {size:,} bytes; the limit is {MAX_TASK_BYTES:,}"}).encode()
 
 
 def _number(value: Any, default: float) -> float:

@@ -59,6 +59,7 @@ from masterworker.protocol import (
     submission_order,
     worker_path,
 )
+from masterworker.security import apply_role_acl
 from masterworker.zkops import (
     RECOVERABLE,
     SessionEvents,
@@ -164,6 +165,7 @@ class Worker:
         self._completer.start()
         if not wait_for_nodes(self.client, (WORKERS, ASSIGN), self._stop, "registering", logger.info):
             return self._shutdown()
+        apply_role_acl(self.client, "worker")  # what we create carries the worker's ACL (chapter 6)
         dirty = True
         while not self._stop.is_set():
             try:

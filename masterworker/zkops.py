@@ -34,11 +34,13 @@ from masterworker.protocol import EPOCH, PARENTS
 RECOVERABLE = (ConnectionLoss, OperationTimeoutError, SessionExpiredError)
 
 
-def ensure_nodes(client: KazooClient, paths: Iterable[str] = (*PARENTS, EPOCH)) -> None:
-    """Create persistent nodes that may already exist (NodeExists is success)."""
+def ensure_nodes(
+    client: KazooClient, paths: Iterable[str] = (*PARENTS, EPOCH), acl_for: Callable[[str], list | None] | None = None
+) -> None:
+    """Create persistent nodes that may already exist (NodeExists is success), each with its ACL."""
     for path in paths:
         try:
-            client.create(path, b"")
+            client.create(path, b"", acl=acl_for(path) if acl_for else None)
         except NodeExistsError:
             pass
 

@@ -22,6 +22,7 @@ from masterworker.zk.server import LocalZooKeeper
 from tests.helpers import Roles
 
 SESSION_TIMEOUT = 2.0  # short sessions make takeover tests quick; the server's minimum is 1 s
+SUPERUSER = "super:test-only"  # bypasses ACLs: the clean-up of secured trees
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -31,7 +32,7 @@ def _logs() -> None:
 
 @pytest.fixture(scope="session")
 def zk_server() -> Iterator[LocalZooKeeper]:
-    with LocalZooKeeper(servers=1) as zk:
+    with LocalZooKeeper(servers=1, superuser=SUPERUSER) as zk:
         yield zk
 
 
@@ -39,7 +40,7 @@ def zk_server() -> Iterator[LocalZooKeeper]:
 def zk_hosts(zk_server: LocalZooKeeper) -> Iterator[str]:
     """A connect string with a chroot of this test's own: tests never see each other's znodes."""
     chroot = f"/test-{uuid.uuid4().hex[:12]}"
-    admin = KazooClient(hosts=zk_server.connect_string)
+    admin = KazooClient(hosts=zk_server.connect_string, auth_data=[("digest", SUPERUSER)])
     admin.start(timeout=15)
     admin.create(chroot)
     yield zk_server.connect_string + chroot

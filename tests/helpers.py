@@ -43,9 +43,10 @@ class Roles:
         self._running: list[tuple[Any, KazooClient, threading.Thread]] = []
         self._clients: list[KazooClient] = []
 
-    def client(self, session_timeout: float | None = None) -> KazooClient:
+    def client(self, session_timeout: float | None = None, auth: str | None = None) -> KazooClient:
         """A new session; closed by stop_all()."""
-        client = connect(ZkSettings(hosts=self.hosts, session_timeout=session_timeout or self.session_timeout))
+        settings = ZkSettings(hosts=self.hosts, session_timeout=session_timeout or self.session_timeout, auth=auth)
+        client = connect(settings)
         self._clients.append(client)
         return client
 
@@ -55,12 +56,12 @@ class Roles:
         self._running.append((role, client, thread))
         return role
 
-    def master(self, master_id: str, **kwargs: Any) -> Master:
-        client = self.client()
+    def master(self, master_id: str, auth: str | None = None, **kwargs: Any) -> Master:
+        client = self.client(auth=auth)
         return self._start(Master(client, master_id, **kwargs), client)
 
-    def worker(self, worker_id: str, slots: int = 1, **kwargs: Any) -> Worker:
-        client = self.client()
+    def worker(self, worker_id: str, slots: int = 1, auth: str | None = None, **kwargs: Any) -> Worker:
+        client = self.client(auth=auth)
         kwargs.setdefault("grace", 2.0)
         return self._start(Worker(client, worker_id, slots=slots, **kwargs), client)
 

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import Annotated, Any, TypeVar
 
 import typer
+from kazoo.exceptions import NoAuthError
 from rich.console import Console
 from rich.markup import escape
 
@@ -46,6 +47,16 @@ SessionTimeout = Annotated[
         rich_help_panel="Connection",
     ),
 ]
+Auth = Annotated[
+    str | None,
+    typer.Option(
+        "--auth",
+        envvar="MW_AUTH",
+        help="USER:PASSWORD for ZooKeeper's digest scheme (a secured system, ch. 6).",
+        rich_help_panel="Connection",
+        show_default=False,
+    ),
+]
 LogLevel = Annotated[
     str,
     typer.Option(
@@ -69,13 +80,15 @@ DEFAULTS = {
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-def setup(zk: str, session_timeout: float, log_level: str, log_json: bool, role: str | None = None) -> ZkSettings:
+def setup(
+    zk: str, session_timeout: float, log_level: str, log_json: bool, role: str | None = None, auth: str | None = None
+) -> ZkSettings:
     """Logging first (so every later line is formatted), then validated connection settings."""
     try:
         setup_logging(log_level, log_json, role)
     except ValueError as exc:
         raise BadInput(str(exc)) from None
-    return ZkSettings(hosts=zk, session_timeout=session_timeout).validated()
+    return ZkSettings(hosts=zk, session_timeout=session_timeout, auth=auth).validated()
 
 
 def fail(message: str, code: int) -> typer.Exit:
@@ -96,6 +109,8 @@ def friendly_errors(command: F) -> F:
             raise fail(str(exc), 2) from None
         except ServerStartError as exc:
             raise fail(str(exc), 1) from None
+        except NoAuthError as exc:
+            raise fail(f"ZooKeeper refused: not authorised ({type(exc).__name__}); check --auth / MW_AUTH", 5) from None
         except TimeoutError as exc:  # a bounded wait of the demo, bench or chaos ran out
             raise fail(str(exc) or "timed out", 1) from None
         except KeyboardInterrupt:

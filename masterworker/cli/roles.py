@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from masterworker.cli.common import (
     DEFAULTS,
+    Auth,
     LogJson,
     LogLevel,
     SessionTimeout,
@@ -21,18 +23,34 @@ from masterworker.connection import close_quietly, connect
 from masterworker.errors import BadInput, MasterworkerError
 from masterworker.history import History, publish_session
 from masterworker.master import Master
+from masterworker.security import Policy
 from masterworker.worker import Worker, WorkerIdInUse
 
 
 @friendly_errors
 def master(
     master_id: Annotated[str | None, typer.Option("--id", help="This master's id (default: master-HOST-PID).")] = None,
+    secure: Annotated[
+        bool,
+        typer.Option(
+            "--secure", help="Secure the system with ACLs (ch. 6): needs --users and --auth of a master user."
+        ),
+    ] = False,
+    users: Annotated[
+        Path | None,
+        typer.Option(
+            "--users",
+            envvar="MW_USERS",
+            help="With --secure: lines of 'ROLE USER:PASSWORD', ROLE master, worker or client.",
+        ),
+    ] = None,
     no_fencing: Annotated[
         bool,
         typer.Option("--no-fencing", hidden=True, help="Teaching switch: assign without the epoch check."),
     ] = False,
     zk: ZkHosts = DEFAULTS["zk"],
     session_timeout: SessionTimeout = DEFAULTS["session_timeout"],
+    auth: Auth = None,
     log_level: LogLevel = DEFAULTS["log_level"],
     log_json: LogJson = False,
 ) -> None:
@@ -42,11 +60,16 @@ def master(
     Ctrl-C: the master closes its session, so a backup takes over at once.
     """
     chosen = check_id(master_id, "master")
-    settings = setup(zk, session_timeout, log_level, log_json, role=chosen)
+    settings = setup(zk, session_timeout, log_level, log_json, role=chosen, auth=auth)
+    policy = None
+    if secure:
+        if users is None or auth is None:
+            raise BadInput("--secure needs --users FILE and --auth USER:PASSWORD of a master user")
+        policy = Policy.from_users_file(users)
     client = connect(settings)
     publish_session(client, chosen)
     try:
-        role = Master(client, chosen, fenced=not no_fencing, history=History.for_role(chosen))
+        role = Master(client, chosen, fenced=not no_fencing, history=History.for_role(chosen), policy=policy)
         on_stop_signals(role.stop)
         role.run()
     finally:
@@ -71,6 +94,7 @@ def worker(
     ] = False,
     zk: ZkHosts = DEFAULTS["zk"],
     session_timeout: SessionTimeout = DEFAULTS["session_timeout"],
+    auth: Auth = None,
     log_level: LogLevel = DEFAULTS["log_level"],
     log_json: LogJson = False,
 ) -> None:
@@ -86,7 +110,7 @@ def worker(
     if grace < 0:
         raise BadInput(f"--grace must not be negative, not {grace:g}")
     chosen = check_id(worker_id, "worker")
-    settings = setup(zk, session_timeout, log_level, log_json, role=chosen)
+    settings = setup(zk, session_timeout, log_level, log_json, role=chosen, auth=auth)
     client = connect(settings)
     publish_session(client, chosen)
     try:

@@ -11,6 +11,7 @@ from rich.table import Table
 from masterworker.admin import system_view
 from masterworker.cli.common import (
     DEFAULTS,
+    Auth,
     LogJson,
     LogLevel,
     SessionTimeout,
@@ -55,11 +56,12 @@ def status_command(
     as_json: Annotated[bool, typer.Option("--json", help="Print the view as JSON.")] = False,
     zk: ZkHosts = DEFAULTS["zk"],
     session_timeout: SessionTimeout = DEFAULTS["session_timeout"],
+    auth: Auth = None,
     log_level: LogLevel = DEFAULTS["log_level"],
     log_json: LogJson = False,
 ) -> None:
     """Show the system as ZooKeeper holds it: active master, workers and their tasks, queue, results."""
-    settings = setup(zk, session_timeout, log_level, log_json)
+    settings = setup(zk, session_timeout, log_level, log_json, auth=auth)
     client = connect(settings)
     try:
         view = system_view(client)

@@ -12,6 +12,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from masterworker.cli.common import (
     DEFAULTS,
+    Auth,
     LogJson,
     LogLevel,
     SessionTimeout,
@@ -40,6 +41,7 @@ from masterworker.connection import close_quietly, connect
 from masterworker.errors import BadInput
 from masterworker.history import History
 from masterworker.protocol import DEFAULT_TASK_TIMEOUT, TaskSpec, TaskStatus
+from masterworker.security import apply_role_acl
 
 EXIT_TIMED_OUT = 3
 PROGRESS_COLUMNS = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
@@ -109,6 +111,7 @@ def submit_command(
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
     zk: ZkHosts = DEFAULTS["zk"],
     session_timeout: SessionTimeout = DEFAULTS["session_timeout"],
+    auth: Auth = None,
     log_level: LogLevel = DEFAULTS["log_level"],
     log_json: LogJson = False,
 ) -> None:
@@ -117,7 +120,7 @@ def submit_command(
     Exit code 0 when the task is done, 1 when it failed, 3 when --timeout ran out first.
     The task is created so that a retry after a lost connection never makes a second one.
     """
-    settings = setup(zk, session_timeout, log_level, log_json)
+    settings = setup(zk, session_timeout, log_level, log_json, auth=auth)
     positive(timeout, "--timeout")
     positive(backlog_cap, "--backlog-cap")
     if file is not None:
@@ -130,6 +133,7 @@ def submit_command(
     spec = TaskSpec(argv=list(command or []), timeout=task_timeout, client=default_id("client"))
     encode_task(spec)  # bad input fails here, before anything is written
     client = connect(settings)
+    apply_role_acl(client, "client")
     history = History.for_role(spec.client)  # only under mw chaos (MW_RUN_DIR): the checker's input
     history.record("submit-invoke")
     try:
@@ -159,6 +163,7 @@ def result_command(
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
     zk: ZkHosts = DEFAULTS["zk"],
     session_timeout: SessionTimeout = DEFAULTS["session_timeout"],
+    auth: Auth = None,
     log_level: LogLevel = DEFAULTS["log_level"],
     log_json: LogJson = False,
 ) -> None:
@@ -166,7 +171,7 @@ def result_command(
 
     Exit code 0 when done, 1 when failed, 2 for an unknown task, 3 when it has not finished.
     """
-    settings = setup(zk, session_timeout, log_level, log_json)
+    settings = setup(zk, session_timeout, log_level, log_json, auth=auth)
     positive(timeout, "--timeout")
     client = connect(settings)
     try:
@@ -195,6 +200,7 @@ def submit_file(
     specs = parse_task_file(text, task_timeout, default_id("client"))
     client = connect(settings)
     try:
+        apply_role_acl(client, "client")
         with Progress(*PROGRESS_COLUMNS, console=err_console, transient=as_json) as bar:
             submitting = bar.add_task("submitted", total=len(specs))
             tasks = submit_all(

@@ -31,6 +31,7 @@ import weakref
 from dataclasses import dataclass
 from pathlib import Path
 
+from kazoo.security import make_digest_acl_credential
 from loguru import logger
 
 from masterworker.zk.fourletter import four_letter, parse_lines
@@ -111,9 +112,15 @@ class ZooKeeperServer:
     """One ZooKeeper JVM: start, stop, kill -9, pause, restart, and ask it what it is."""
 
     def __init__(
-        self, install: ZooKeeperInstall, config: ServerConfig, peers: list[ServerConfig], tick_ms: int
+        self,
+        install: ZooKeeperInstall,
+        config: ServerConfig,
+        peers: list[ServerConfig],
+        tick_ms: int,
+        super_digest: str | None = None,
     ) -> None:
         self.install = install
+        self.super_digest = super_digest
         self.config = config
         self.peers = peers
         self.tick_ms = tick_ms
@@ -175,6 +182,11 @@ class ZooKeeperServer:
             f"-Dlogback.configurationFile={data_dir / 'logback.xml'}",
             "-Dzookeeper.jmx.log4j.disable=true",
             "-Dzookeeper.admin.enableServer=false",
+            *(
+                [f"-Dzookeeper.DigestAuthenticationProvider.superDigest={self.super_digest}"]
+                if self.super_digest
+                else []
+            ),
             "org.apache.zookeeper.server.quorum.QuorumPeerMain",
             str(self.config_file),
         ]
@@ -335,7 +347,10 @@ class LocalZooKeeper:
         client_port: int | None = None,
         install: ZooKeeperInstall | None = None,
         tick_ms: int = 500,
+        superuser: str | None = None,
     ) -> None:
+        """``superuser="super:PASSWORD"`` makes that digest user bypass every ACL (chapter 6's
+        escape hatch for operators; the tests use it to clean up secured trees)."""
         if servers not in (1, 3, 5):
             raise ValueError("a local ZooKeeper has 1, 3 or 5 servers")
         self.install = install or find_install()
@@ -350,7 +365,8 @@ class LocalZooKeeper:
         for sid in range(1, servers + 1):
             port = client_port + sid - 1 if client_port is not None else free_port()
             configs.append(ServerConfig(sid, port, free_port(), free_port(), self.data_dir / f"server{sid}"))
-        self.servers = [ZooKeeperServer(self.install, c, configs, tick_ms) for c in configs]
+        digest = make_digest_acl_credential(*superuser.split(":", 1)) if superuser else None
+        self.servers = [ZooKeeperServer(self.install, c, configs, tick_ms, digest) for c in configs]
 
     @property
     def connect_string(self) -> str:

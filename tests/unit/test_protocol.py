@@ -7,6 +7,7 @@ import json
 import pytest
 
 from masterworker.protocol import (
+    MAX_TASK_BYTES,
     TaskSpec,
     TaskStatus,
     WorkerInfo,
@@ -30,10 +31,24 @@ def test_task_spec_round_trips() -> None:
     assert not decoded.book_task and decoded.invalid is None
 
 
-@pytest.mark.parametrize("data", [b"some task from the book's client", b"", None, b"\xff\xfe", b"[1,2]", b'"x"'])
-def test_data_that_is_not_ours_is_a_book_task(data: bytes | None) -> None:
+@pytest.mark.parametrize("data", [b"some task from the book's client", b"", None, b"[1,2]", b'"x"'])
+def test_text_that_is_not_ours_is_a_book_task(data: bytes | None) -> None:
     spec = TaskSpec.decode(data)
-    assert spec.book_task and spec.argv == []
+    assert spec.book_task and spec.argv == [] and spec.invalid is None
+
+
+@pytest.mark.parametrize(
+    ("data", "reason"),
+    [
+        (b"\xff\xfe\x00binary", "binary"),
+        (b"x" * (MAX_TASK_BYTES + 1), "the limit is"),
+        (b'{"cmd": "rm -rf /"}', "no argv"),
+        (b"{not json", "no argv"),
+    ],
+)
+def test_binary_oversized_and_foreign_json_are_invalid_tasks(data: bytes, reason: str) -> None:
+    spec = TaskSpec.decode(data)
+    assert not spec.book_task and spec.invalid and reason in spec.invalid
 
 
 @pytest.mark.parametrize(
