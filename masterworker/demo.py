@@ -18,15 +18,21 @@ from pathlib import Path
 
 from kazoo.client import KazooClient
 from kazoo.exceptions import NoNodeError
-from rich.console import Console
+from rich.console import Console, Group
+from rich.live import Live
+from rich.panel import Panel
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from masterworker.client import submit
+from masterworker.admin import system_view
+from masterworker.client import DEFAULT_BACKLOG_CAP, submit
 from masterworker.connection import ZkSettings, close_quietly, connect
+from masterworker.live import RateMeter
+from masterworker.live import render as render_live
 from masterworker.processes import MwProcess, mw_env
 from masterworker.protocol import MASTER, STATUS, TASKS, WORKERS, TaskSpec, TaskStatus, assign_dir
 from masterworker.zk.server import LocalZooKeeper
+from masterworker.zkops import RECOVERABLE
 
 _COMPLETION = re.compile(r"(task-[0-9a-f]{12}-\d{10}) (done|failed) \(exit code")
 
@@ -131,7 +137,24 @@ class Demo:
     def _submit_and_break_things(self, client: KazooClient) -> list[str]:
         columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
         tasks: list[str] = []
-        with Progress(*columns, console=self.console, transient=False) as progress:
+        progress = Progress(*columns, console=self.console)  # drawn by the Live below, with the system view
+        meter = RateMeter()
+
+        def frame() -> Group:
+            try:
+                view = system_view(client)
+            except RECOVERABLE:
+                return Group(progress)
+            return Group(
+                progress,
+                Panel(
+                    render_live(view, meter.update(client), DEFAULT_BACKLOG_CAP),
+                    title="the system, live from ZooKeeper",
+                    expand=False,
+                ),
+            )
+
+        with Live(Group(progress), console=self.console, refresh_per_second=4) as live:
             submitting = progress.add_task("submitted", total=self.task_count)
             finishing = progress.add_task("finished ", total=self.task_count)
             for n in range(self.task_count):
@@ -143,6 +166,7 @@ class Demo:
             while True:
                 done = len(client.get_children(STATUS))
                 progress.update(finishing, completed=done)
+                live.update(frame())
                 if done >= len(tasks):
                     break
                 if time.monotonic() > deadline:
@@ -151,15 +175,16 @@ class Demo:
                     master_killed = self._kill_active_master(client, progress)
                 elif master_killed and not worker_killed and done >= len(tasks) // 2:
                     worker_killed = self._kill_busy_worker(client, progress)
-                time.sleep(0.1)
+                time.sleep(0.25)
+            live.update(frame())
+        self.console.print()
         return tasks
 
-    def _kill_active_master(self, client: KazooClient, progress: Progress) -> bool:
+    def _kill_active_master(self, client: KazooClient, progress: Progress) -> bool:  # noqa: ARG002
         active = self._active_master(client)
         if active not in self.masters:
             return False
         self.masters[active].kill9()
-        progress.console.print()
         self.say(
             f"[red]kill -9 {active}[/] (the active master): its session lives on until it expires "
             f"({self.session_timeout:g} s), then the backup takes over"

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import json
+import signal
+import threading
 from typing import Annotated, Any
 
 import typer
+from rich.live import Live
 from rich.table import Table
+from rich.text import Text
 
 from masterworker.admin import system_view
 from masterworker.cli.common import (
@@ -20,7 +24,12 @@ from masterworker.cli.common import (
     friendly_errors,
     setup,
 )
+from masterworker.client import DEFAULT_BACKLOG_CAP
 from masterworker.connection import close_quietly, connect
+from masterworker.errors import BadInput
+from masterworker.live import RateMeter, backlog_warning
+from masterworker.live import render as render_live
+from masterworker.zkops import RECOVERABLE
 
 
 def render(view: dict[str, Any]) -> None:
@@ -54,6 +63,19 @@ def render(view: dict[str, Any]) -> None:
 @friendly_errors
 def status_command(
     as_json: Annotated[bool, typer.Option("--json", help="Print the view as JSON.")] = False,
+    watch: Annotated[
+        bool,
+        typer.Option(
+            "--watch",
+            "-w",
+            help="Refresh in place until Ctrl-C: master, workers "
+            "and their load, queue depth, tasks/s, recent failures.",
+        ),
+    ] = False,
+    interval: Annotated[float, typer.Option("--interval", help="Seconds between refreshes with --watch.")] = 1.0,
+    backlog_cap: Annotated[
+        int, typer.Option("--backlog-cap", envvar="MW_BACKLOG_CAP", help="Warn as the pending tasks near this cap.")
+    ] = DEFAULT_BACKLOG_CAP,
     zk: ZkHosts = DEFAULTS["zk"],
     session_timeout: SessionTimeout = DEFAULTS["session_timeout"],
     auth: Auth = None,
@@ -62,8 +84,13 @@ def status_command(
 ) -> None:
     """Show the system as ZooKeeper holds it: active master, workers and their tasks, queue, results."""
     settings = setup(zk, session_timeout, log_level, log_json, auth=auth)
+    if interval <= 0:
+        raise BadInput(f"--interval must be positive, not {interval:g}")
     client = connect(settings)
     try:
+        if watch:
+            watch_system(client, interval, backlog_cap)
+            return
         view = system_view(client)
     finally:
         close_quietly(client)
@@ -71,3 +98,22 @@ def status_command(
         console.print_json(json.dumps(view))
     else:
         render(view)
+        warning = backlog_warning(len(view["pending"]), backlog_cap)
+        if warning:
+            console.print(f"[bold yellow]warning:[/] {warning}", highlight=False)
+
+
+def watch_system(client, interval: float, cap: int) -> None:  # noqa: ANN001
+    """Refresh in place (rich Live) until Ctrl-C or SIGTERM."""
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    meter = RateMeter()
+    with Live(console=console, auto_refresh=False, transient=False) as live:
+        while not stop.is_set():
+            try:
+                view = system_view(client)
+                live.update(render_live(view, meter.update(client), cap), refresh=True)
+            except RECOVERABLE:
+                live.update(Text("ZooKeeper connection lost: reconnecting...", style="red"), refresh=True)
+            stop.wait(interval)

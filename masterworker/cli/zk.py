@@ -10,6 +10,7 @@ from typing import Annotated
 
 import typer
 from kazoo.hosts import collect_hosts
+from rich import box
 from rich.table import Table
 
 from masterworker.cli.common import (
@@ -81,7 +82,8 @@ def status(
     log_level: LogLevel = DEFAULTS["log_level"],
     log_json: LogJson = False,
 ) -> None:
-    """Ask each server of --zk (four-letter word srvr): mode, zxid, connections, znode count."""
+    """Ask each server of --zk (four-letter words srvr and mntr): mode, zxid, connections, znodes, outstanding
+    requests, latency, watches."""
     setup(zk, DEFAULTS["session_timeout"], log_level, log_json)
     hosts, _chroot = collect_hosts(zk)
     report = {}
@@ -93,17 +95,22 @@ def status(
     if as_json:
         console.print_json(json.dumps(report))
     else:
-        table = Table(title="ZooKeeper servers")
-        for column in ("server", "mode", "zxid", "epoch", "connections", "znodes"):
-            table.add_column(column)
+        table = Table(title="ZooKeeper servers", box=box.SIMPLE, collapse_padding=True, pad_edge=False)
+        headers = {
+            "mode": "mode",
+            "zxid": "zxid",
+            "connections": "conns",
+            "znodes": "znodes",
+            "outstanding_requests": "queued",
+            "avg_latency_ms": "lat ms",
+            "watches": "watches",
+        }
+        columns = tuple(headers)
+        table.add_column("server", no_wrap=True)
+        for column in columns:
+            table.add_column(headers[column], no_wrap=True)
         for address, facts in report.items():
-            table.add_row(
-                address,
-                *(
-                    str(facts.get(k, "")) if facts.get(k) is not None else "-"
-                    for k in ("mode", "zxid", "epoch", "connections", "znodes")
-                ),
-            )
+            table.add_row(address, *(str(facts[k]) if facts.get(k) is not None else "-" for k in columns))
         console.print(table)
     if all(f["mode"] == "down" for f in report.values()):
         raise fail(f"no ZooKeeper server answered at {zk}", 1)

@@ -44,12 +44,30 @@ def server_facts(host: str, port: int, timeout: float = 2.0) -> dict[str, object
         return {"mode": "not serving", "zxid": None, "connections": None, "znodes": None}
     fields = parse_lines(srvr)
     zxid = fields.get("Zxid")
+    mntr = parse_lines(four_letter(host, port, "mntr", timeout), "\t")
     return {
+        "outstanding_requests": _int(mntr.get("zk_outstanding_requests")),
+        "avg_latency_ms": _float(mntr.get("zk_avg_latency")),
+        "max_latency_ms": _int(mntr.get("zk_max_latency")),
+        "watches": _int(mntr.get("zk_watch_count")),
+        "ephemerals": _int(mntr.get("zk_ephemerals_count")),
         "mode": fields.get("Mode", "unknown"),
         "zxid": zxid,
         "epoch": int(zxid, 16) >> 32 if zxid else None,
         "connections": int(fields["Connections"]) if "Connections" in fields else None,
         "znodes": int(fields["Node count"]) if "Node count" in fields else None,
-        "outstanding": int(fields["Outstanding"]) if "Outstanding" in fields else None,
-        "latency": fields.get("Latency min/avg/max"),
     }
+
+
+def _int(value: str | None) -> int | None:
+    try:
+        return int(value) if value is not None else None
+    except ValueError:
+        return None
+
+
+def _float(value: str | None) -> float | None:
+    try:
+        return float(value) if value is not None else None
+    except ValueError:
+        return None
