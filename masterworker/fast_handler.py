@@ -44,7 +44,16 @@ def poll_select(rlist, wlist, xlist, timeout=None):  # noqa: ANN001 - select()'s
 
 
 class SelectHandler(SequentialThreadingHandler):
-    """kazoo's threading handler with ``poll_select`` in place of a selector per call."""
+    """kazoo's threading handler with ``poll_select`` in place of a selector per call.
+
+    It also names kazoo's two worker threads (completions of requests; watch events and
+    dispatched callbacks), so logs and chapter 7's threading lesson can tell them apart.
+    """
 
     def select(self, *args, **kwargs):  # noqa: ANN002, ANN003
         return poll_select(*args, **kwargs)
+
+    def start(self) -> None:
+        super().start()
+        for worker, name in zip(self._workers, ("kazoo-completion", "kazoo-callback"), strict=False):
+            worker.name = name

@@ -98,6 +98,25 @@ class Cluster:
         return self.workers[worker].capacity - len(self.assigned.get(worker, ()))
 
 
+def plan_moves(cluster: Cluster) -> list[tuple[str, str]]:
+    """Which pending task goes to which worker: in submission order, each to the worker with the most
+    free room (ties: the least loaded), until nobody has room. Shared by all three masters."""
+    ready = [w for w in cluster.workers if w in cluster.assigned]
+    if not cluster.pending or not ready:
+        return []
+    moves: list[tuple[str, str]] = []
+    free = {w: cluster.free_slots(w) for w in ready}
+    load = {w: len(cluster.assigned[w]) for w in ready}
+    for task in cluster.pending:
+        worker = max(ready, key=lambda w: (free[w], -load[w]))
+        if free[worker] <= 0:
+            break
+        moves.append((task, worker))
+        free[worker] -= 1
+        load[worker] += 1
+    return moves
+
+
 class Master:
     """An active or backup master; see the module docstring."""
 
@@ -174,7 +193,9 @@ class Master:
 
     # -- the event loop -----------------------------------------------------------------------
     def _step(self) -> None:
-        busy = self.state is MasterState.ELECTED and (self._resync or bool(self._actionable()))
+        busy = (self.state is MasterState.ELECTED and (self._resync or bool(self._actionable()))) or (
+            self.state is MasterState.BACKUP and "run" in self._dirty
+        )
         self._drain_events(timeout=0.0 if busy else 1.0)
         if self._stop.is_set() or not self.client.connected:
             return
@@ -469,21 +490,9 @@ class Master:
     # -- assignment ------------------------------------------------------------------------------
     def _assign(self) -> None:
         """Move pending tasks to workers with room, in submission order, least-loaded first."""
-        cluster = self.cluster
-        ready = [w for w in cluster.workers if w in cluster.assigned]
-        if not cluster.pending or not ready:
-            return
-        moves: list[tuple[str, str]] = []
-        free = {w: cluster.free_slots(w) for w in ready}
-        load = {w: len(cluster.assigned[w]) for w in ready}
-        for task in cluster.pending:
-            worker = max(ready, key=lambda w: (free[w], -load[w]))
-            if free[worker] <= 0:
-                break
-            moves.append((task, worker))
-            free[worker] -= 1
-            load[worker] += 1
-        self._move(moves)
+        moves = plan_moves(self.cluster)
+        if moves:
+            self._move(moves)
 
     def _move(self, moves: list[tuple[str, str]]) -> None:
         """Batches of BATCH tasks, one transaction each, all in flight at once; a failed batch is

@@ -16,6 +16,7 @@ from kazoo.exceptions import NoNodeError
 from masterworker.client import submit
 from masterworker.connection import ZkSettings, close_quietly, connect
 from masterworker.master import Master
+from masterworker.masters import IMPLEMENTATIONS
 from masterworker.protocol import ASSIGN, MASTER, STATUS, TASKS, TaskSpec, TaskStatus
 from masterworker.worker import Worker
 
@@ -56,9 +57,9 @@ class Roles:
         self._running.append((role, client, thread))
         return role
 
-    def master(self, master_id: str, auth: str | None = None, **kwargs: Any) -> Master:
+    def master(self, master_id: str, auth: str | None = None, impl: str = "default", **kwargs: Any) -> Master:
         client = self.client(auth=auth)
-        return self._start(Master(client, master_id, **kwargs), client)
+        return self._start(IMPLEMENTATIONS[impl](client, master_id, **kwargs), client)
 
     def worker(self, worker_id: str, slots: int = 1, auth: str | None = None, **kwargs: Any) -> Worker:
         client = self.client(auth=auth)

@@ -87,8 +87,8 @@ class BenchSystem:
         self.processes[name] = MwProcess(list(args), env, self.log_dir / f"{name}.log")
         return self.processes[name]
 
-    def start_master(self, name: str = "master-1") -> MwProcess:
-        return self.start(name, "master", "--id", name)
+    def start_master(self, name: str = "master-1", impl: str = "default") -> MwProcess:
+        return self.start(name, "master", "--id", name, "--impl", impl)
 
     def start_worker(self, name: str, slots: int = 1, prefetch: int = 1) -> MwProcess:
         return self.start(name, "worker", "--id", name, "--slots", str(slots), "--prefetch", str(prefetch))

@@ -45,6 +45,7 @@ def bench_command(
     session_timeout: Annotated[float, typer.Option("--session-timeout", help="failover, orphans.")] = 5.0,
     worker_counts: Annotated[str, typer.Option("--worker-counts", help="scale: the workers sweep.")] = "1,2,4,8,16,32",
     backlogs: Annotated[str, typer.Option("--backlogs", help="scale: the backlog sweep.")] = "1000,5000,10000,20000",
+    impl: Annotated[str, typer.Option("--impl", help="failover: which master (default, async, recipes).")] = "default",
     zk: Annotated[
         str | None,
         typer.Option(
@@ -72,6 +73,8 @@ def bench_command(
         raise BadInput("--workers must be between 1 and 64")
     if zk is not None:
         loopback_only(zk)
+    if impl not in ("default", "async", "recipes"):
+        raise BadInput(f"unknown --impl {impl!r}: choose default, async or recipes")
     try:
         counts = tuple(int(x) for x in worker_counts.split(","))
         sizes = tuple(int(x) for x in backlogs.split(","))
@@ -88,7 +91,7 @@ def bench_command(
     elif scenario == "latency":
         result = scenarios.latency(zk, tasks or 200)
     elif scenario == "failover":
-        result = scenarios.failover(zk, session_timeout)
+        result = scenarios.failover(zk, session_timeout, impl)
     elif scenario == "orphans":
         result = scenarios.orphans(zk, tasks or 300, session_timeout)
     else:

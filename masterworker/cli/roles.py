@@ -22,14 +22,23 @@ from masterworker.cli.common import (
 from masterworker.connection import close_quietly, connect
 from masterworker.errors import BadInput, MasterworkerError
 from masterworker.history import History, publish_session
-from masterworker.master import Master
-from masterworker.security import Policy
+from masterworker.masters import IMPLEMENTATIONS as MASTERS
+from masterworker.security import Policy, install_policy, load_policy
 from masterworker.worker import Worker, WorkerIdInUse
+from masterworker.zkops import ensure_nodes
 
 
 @friendly_errors
 def master(
     master_id: Annotated[str | None, typer.Option("--id", help="This master's id (default: master-HOST-PID).")] = None,
+    impl: Annotated[
+        str,
+        typer.Option(
+            "--impl",
+            help="default: its own thread and blocking calls (ch. 3-5); async: completion callbacks only (ch. 7); "
+            "recipes: kazoo's recipes (ch. 8).",
+        ),
+    ] = "default",
     secure: Annotated[
         bool,
         typer.Option(
@@ -61,6 +70,8 @@ def master(
     """
     chosen = check_id(master_id, "master")
     settings = setup(zk, session_timeout, log_level, log_json, role=chosen, auth=auth)
+    if impl not in MASTERS:
+        raise BadInput(f"unknown --impl {impl!r}: choose from {', '.join(MASTERS)}")
     policy = None
     if secure:
         if users is None or auth is None:
@@ -69,7 +80,12 @@ def master(
     client = connect(settings)
     publish_session(client, chosen)
     try:
-        role = Master(client, chosen, fenced=not no_fencing, history=History.for_role(chosen), policy=policy)
+        if policy is not None:  # every implementation finds the installed policy at start
+            ensure_nodes(client, acl_for=policy.for_node)
+            install_policy(client, policy)
+        role = MASTERS[impl](
+            client, chosen, fenced=not no_fencing, history=History.for_role(chosen), policy=load_policy(client)
+        )
         on_stop_signals(role.stop)
         role.run()
     finally:

@@ -1,0 +1,12 @@
+"""The three masters, by the name ``mw master --impl`` uses: one protocol, three ways to write it.
+
+- ``default`` (``master.py``, chapters 3-5): its own thread, blocking calls, one-time watches.
+- ``async`` (``master_async.py``, chapter 7): completion callbacks only, like the book's master.c.
+- ``recipes`` (``master_recipes.py``, chapter 8): kazoo's Election and ChildrenWatch recipes.
+"""
+
+from masterworker.master import Master
+from masterworker.master_async import AsyncMaster
+from masterworker.master_recipes import RecipesMaster
+
+IMPLEMENTATIONS = {"default": Master, "async": AsyncMaster, "recipes": RecipesMaster}
