@@ -172,36 +172,41 @@ class Demo:
                 if time.monotonic() > deadline:
                     raise TimeoutError("the demo's tasks did not all finish in time")
                 if not master_killed and done >= len(tasks) // 4:
-                    master_killed = self._kill_active_master(client, progress)
-                elif master_killed and not worker_killed and done >= len(tasks) // 2:
-                    worker_killed = self._kill_busy_worker(client, progress)
+                    master_killed = self._kill_active_master(client)
+                    if master_killed:
+                        worker_killed = self._kill_busy_worker(client)  # while work is in flight
+                        self._wait_for_takeover(client)
+                elif master_killed and not worker_killed:
+                    worker_killed = self._kill_busy_worker(client)
                 time.sleep(0.25)
             live.update(frame())
         self.console.print()
         return tasks
 
-    def _kill_active_master(self, client: KazooClient, progress: Progress) -> bool:  # noqa: ARG002
+    def _kill_active_master(self, client: KazooClient) -> bool:
         active = self._active_master(client)
         if active not in self.masters:
             return False
         self.masters[active].kill9()
+        self._killed_master, self._killed_at = active, time.monotonic()
         self.say(
             f"[red]kill -9 {active}[/] (the active master): its session lives on until it expires "
             f"({self.session_timeout:g} s), then the backup takes over"
         )
-        killed_at = time.monotonic()
+        return True
+
+    def _wait_for_takeover(self, client: KazooClient) -> None:
         self._wait(
-            lambda: self._active_master(client) not in (None, active),
+            lambda: self._active_master(client) not in (None, self._killed_master),
             10 * self.session_timeout,
             "the backup to take over",
         )
         self.say(
-            f"[green]{self._active_master(client)} took over[/] {time.monotonic() - killed_at:.1f} s after "
-            "the kill, reconciled the tree and resumed assigning"
+            f"[green]{self._active_master(client)} took over[/] {time.monotonic() - self._killed_at:.1f} s "
+            "after the kill, reconciled the tree and resumed assigning"
         )
-        return True
 
-    def _kill_busy_worker(self, client: KazooClient, progress: Progress) -> bool:
+    def _kill_busy_worker(self, client: KazooClient) -> bool:
         for worker, process in self.workers.items():
             try:
                 held = client.get_children(assign_dir(worker))

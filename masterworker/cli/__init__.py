@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from masterworker import __version__
-from masterworker.cli import zk
+from masterworker.cli import tutorial, zk
 from masterworker.cli.bench import bench_command
 from masterworker.cli.chaos import chaos_command
 from masterworker.cli.common import console
@@ -42,6 +42,7 @@ def root(
     """masterworker: masters, workers and clients coordinating only through ZooKeeper."""
 
 
+app.add_typer(tutorial.app, name="tutorial", help="Executable tutorials, one per chapter of the book.")
 app.add_typer(zk.app, name="zk", help="Run a local ZooKeeper (standalone or an ensemble) and look at its servers.")
 app.command("master", help="Run for master; backups wait and take over (ch. 3-5).")(master)
 app.command("worker", help="Register as a worker and run assigned tasks (ch. 3-5).")(worker)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import signal
 import threading
+import time
 from pathlib import Path
 from typing import Annotated
 
@@ -74,11 +75,21 @@ def start(
         console.print("ZooKeeper stopped")
 
 
+def _serving(host: str, port: int) -> bool:
+    try:
+        return server_facts(host, port)["mode"] in ("standalone", "leader", "follower", "observer")
+    except OSError:
+        return False
+
+
 @app.command("status")
 @friendly_errors
 def status(
     zk: ZkHosts = DEFAULTS["zk"],
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+    wait: Annotated[
+        float, typer.Option("--wait", help="Wait up to this many seconds for a server to serve (for scripts).")
+    ] = 0.0,
     log_level: LogLevel = DEFAULTS["log_level"],
     log_json: LogJson = False,
 ) -> None:
@@ -86,6 +97,9 @@ def status(
     requests, latency, watches."""
     setup(zk, DEFAULTS["session_timeout"], log_level, log_json)
     hosts, _chroot = collect_hosts(zk)
+    deadline = time.monotonic() + wait
+    while wait > 0 and time.monotonic() < deadline and not any(_serving(h, p) for h, p in hosts):
+        time.sleep(0.1)
     report = {}
     for host, port in hosts:
         try:

@@ -1,0 +1,36 @@
+"""The tutorial format: commands, continuations, here-documents, and matching expected output."""
+
+from __future__ import annotations
+
+from masterworker.tutorial import first_missing, parse
+
+TEXT = """# x
+
+```console
+$ echo one \\
+    two
+one two
+$ python - <<'PY'
+print("hi")
+PY
+hi
+$ true
+```
+
+```text
+$ not a step
+```
+"""
+
+
+def test_parse_console_blocks_only_with_continuations_and_heredocs() -> None:
+    steps = parse(TEXT)
+    assert [s.command for s in steps] == ["echo one \\\n    two", "python - <<'PY'\nprint(\"hi\")\nPY", "true"]
+    assert steps[0].expected == ["one two"] and steps[1].expected == ["hi"] and steps[2].expected == []
+
+
+def test_expected_lines_in_order_with_ellipsis_and_squeezed_spaces() -> None:
+    output = "alpha   beta\nnoise\ngamma: 42 tasks done\n"
+    assert first_missing(["alpha beta", "gamma: ... done"], output) is None
+    assert first_missing(["... 42 ...", "alpha"], output) == "alpha"  # order matters
+    assert first_missing(["delta"], output) == "delta"
