@@ -193,7 +193,7 @@ def load_policy(client: KazooClient) -> Policy:
         return Policy()
     except NoAuthError:
         raise NotAuthorised(
-            "ZooKeeper refused to show the system's security policy: give --auth USER:PASSWORD (or MW_AUTH)"
+            "ZooKeeper refused: not authorised to read the security policy; give --auth USER:PASSWORD (or MW_AUTH)"
         ) from None
 
 
