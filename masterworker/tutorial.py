@@ -20,10 +20,12 @@ tutorial that drifts from the code fails CI; ``mw tutorial run N`` runs one for 
 from __future__ import annotations
 
 import os
+import queue
 import re
 import signal
 import subprocess
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -132,7 +134,16 @@ class Shell:
             ["bash", "--noprofile", "--norc"], cwd=cwd, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT, text=True, bufsize=1, start_new_session=True,
         )  # fmt: skip
+        self._lines: queue.Queue[str | None] = queue.Queue()
+        threading.Thread(target=self._read, daemon=True).start()
         self._send("exec 2>&1; set +m")
+
+    def _read(self) -> None:
+        """A reader thread, so a step that hangs silently still meets its timeout."""
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self._lines.put(line)
+        self._lines.put(None)
 
     def _send(self, text: str) -> None:
         assert self.proc.stdin is not None
@@ -147,17 +158,18 @@ class Shell:
         self._send("(exit ${__mw_status:-0})")  # so that $? means the previous step's status, as in a terminal
         self._send(command)
         self._send(f'__mw_status=$?; echo "{self.marker}"')
-        assert self.proc.stdout is not None
         output: list[str] = []
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            line = self.proc.stdout.readline()
-            if not line:
-                break
+        while True:
+            try:
+                line = self._lines.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                raise TimeoutError(f"{command.splitlines()[0]!r} did not finish within {timeout:g} s") from None
+            if line is None:
+                raise RuntimeError("the tutorial's shell exited")
             if line.rstrip("\n") == self.marker:
                 return "".join(output)
             output.append(line)
-        raise TimeoutError(f"{command.splitlines()[0]!r} did not finish within {timeout:g} s")
 
     def close(self) -> None:
         """Stop the shell and everything it started (SIGTERM first, so servers stop cleanly)."""

@@ -10,6 +10,7 @@ import functools
 import os
 import signal
 import socket
+import threading
 from collections.abc import Callable
 from typing import Annotated, Any, TypeVar
 
@@ -136,11 +137,37 @@ def positive(value: float | None, option: str) -> None:
         raise BadInput(f"{option} must be positive, not {value:g}")
 
 
-def on_stop_signals(stop: Callable[[], None]) -> None:
-    """SIGTERM and Ctrl-C ask for a clean stop (close the session, so others react at once)."""
+def on_stop_signals(stop: Callable[[], None], patience: float = 10.0) -> None:
+    """SIGTERM and Ctrl-C ask for a clean stop (close the session, so others react at once).
+
+    A clean stop needs ZooKeeper: with the ensemble unreachable, kazoo's calls wait for it to come
+    back. So if the stop has not finished after ``patience`` seconds, or at a second signal, the
+    process exits anyway (its session, if any, then expires on the server).
+    """
+    asked = threading.Event()
+
+    def give_up() -> None:
+        if not _exiting.wait(patience):
+            err_console.print(
+                f"[yellow]could not stop cleanly within {patience:g} s (is ZooKeeper reachable?): exiting[/]",
+                highlight=False,
+            )
+            os._exit(1)
 
     def handler(signum: int, frame: object) -> None:
+        if asked.is_set():
+            os._exit(130)
+        asked.set()
         stop()
+        threading.Thread(target=give_up, daemon=True).start()
 
     signal.signal(signal.SIGTERM, handler)
     signal.signal(signal.SIGINT, handler)
+
+
+_exiting = threading.Event()
+
+
+def stopped() -> None:
+    """A long-running command finished its clean stop: the watchdog of on_stop_signals stands down."""
+    _exiting.set()

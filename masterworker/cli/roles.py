@@ -18,6 +18,7 @@ from masterworker.cli.common import (
     friendly_errors,
     on_stop_signals,
     setup,
+    stopped,
 )
 from masterworker.connection import close_quietly, connect
 from masterworker.errors import BadInput, MasterworkerError
@@ -90,6 +91,7 @@ def master(
         role.run()
     finally:
         close_quietly(client)
+        stopped()
 
 
 @friendly_errors
@@ -140,10 +142,11 @@ def worker(
             history=History.for_role(chosen),
             unsafe_completion=unsafe_completion,
         )
-        on_stop_signals(role.stop)
+        on_stop_signals(role.stop, patience=grace + 10)
         try:
             role.run()
         except WorkerIdInUse as exc:
             raise MasterworkerError(str(exc)) from None
     finally:
         close_quietly(client)
+        stopped()
