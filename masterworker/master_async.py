@@ -40,7 +40,7 @@ from kazoo.protocol.states import Callback
 from loguru import logger
 
 from masterworker.history import History
-from masterworker.master import Cluster, MasterState, plan_moves
+from masterworker.master import BATCH, Cluster, MasterState, plan_moves
 from masterworker.protocol import (
     ASSIGN,
     EPOCH,
@@ -61,7 +61,6 @@ from masterworker.protocol import (
 from masterworker.security import Policy
 from masterworker.zkops import failure, session_id
 
-BATCH = 64
 TICK = 1.0  # seconds between housekeeping ticks: a missed watch can never strand the master
 
 

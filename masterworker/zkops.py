@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterable
 from kazoo.client import KazooClient, KazooState
 from kazoo.exceptions import (
     ConnectionLoss,
+    KazooException,
     NodeExistsError,
     NoNodeError,
     OperationTimeoutError,
@@ -103,6 +104,20 @@ def wait_connected(client: KazooClient, stop: threading.Event, timeout: float | 
         if deadline is not None and time.monotonic() > deadline:
             return False
         stop.wait(0.05)
+    return False
+
+
+def poll_until(condition: Callable[[], object], timeout: float, interval: float = 0.05) -> bool:
+    """True once ``condition()`` is truthy, False after ``timeout``; ZooKeeper errors count as not yet
+    (for observers that keep looking while servers die and come back)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if condition():
+                return True
+        except KazooException:
+            pass
+        time.sleep(interval)
     return False
 
 

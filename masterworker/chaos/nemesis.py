@@ -20,6 +20,7 @@ from loguru import logger
 
 from masterworker.history import History
 from masterworker.protocol import MASTER, STATUS, assign_dir
+from masterworker.zkops import poll_until
 
 FAULTS = (
     "kill-master",  # kill -9 of the active master: a backup takes over after the session timeout
@@ -100,15 +101,7 @@ class Nemesis:
         return best, held
 
     def _wait(self, condition: Callable[[], bool]) -> bool:
-        deadline = time.monotonic() + self.bound
-        while time.monotonic() < deadline:
-            try:
-                if condition():
-                    return True
-            except KazooException:
-                pass
-            time.sleep(0.05)
-        return False
+        return poll_until(condition, self.bound)
 
     def _new_master(self, old_session: int | None) -> bool:
         now = self.active_master()

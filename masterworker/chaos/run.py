@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from kazoo.client import KazooClient
-from kazoo.exceptions import KazooException
 from rich.console import Console
 from rich.table import Table
 
@@ -31,6 +30,7 @@ from masterworker.history import RUN_DIR_ENV, History, read_history
 from masterworker.processes import mw_env
 from masterworker.protocol import MASTER, STATUS, TASKS, WORKERS
 from masterworker.zk.server import LocalZooKeeper
+from masterworker.zkops import poll_until
 
 BREAKS = {"completion": "workers complete with two separate writes, NodeExists taken as success (the book's way)"}
 
@@ -102,7 +102,7 @@ def drive(
 ) -> tuple[set[str], float | None]:
     """The part both backends share: load, faults, heal, drain. Returns the completion records."""
     nemesis = Nemesis(backend, observer, history, config.seed, say=say)
-    if not _wait(
+    if not poll_until(
         lambda: observer.exists(MASTER) and len(observer.get_children(WORKERS)) >= len(backend.workers()), 120
     ):
         say("[bold red]the system did not come up: no master or not every worker registered[/]")
@@ -129,18 +129,6 @@ def drive(
     return set(observer.get_children(STATUS)), drain
 
 
-def _wait(condition: Callable[[], object], timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if condition():
-                return True
-        except KazooException:
-            pass
-        time.sleep(0.05)
-    return False
-
-
 def _drain(observer: KazooClient, bound: float, say: Callable[[str], None]) -> float | None:
     """Time until nothing is pending or assigned, or None when the bound runs out (stuck)."""
     started = time.monotonic()
@@ -150,7 +138,7 @@ def _drain(observer: KazooClient, bound: float, say: Callable[[str], None]) -> f
             return False
         return not any(observer.get_children(f"/assign/{w}") for w in observer.get_children("/assign"))
 
-    if _wait(empty, bound):
+    if poll_until(empty, bound):
         seconds = time.monotonic() - started
         say(f"backlog drained {seconds:.2f} s after healing")
         return seconds
