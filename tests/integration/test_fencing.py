@@ -6,16 +6,13 @@ its writes fail. Without fencing (the teaching switch) the same stale write land
 
 from __future__ import annotations
 
-import signal
-
 import pytest
 from kazoo.client import KazooClient
 
 from masterworker.client import submit
 from masterworker.master import Deposed, Master, MasterState
 from masterworker.protocol import EPOCH, TaskSpec
-from tests.conftest import SESSION_TIMEOUT
-from tests.helpers import Roles, all_done, assigned, master_id, statuses, submit_many, wait_until
+from tests.helpers import Roles, assigned, wait_until
 
 
 def zombie_master(roles: Roles, zk: KazooClient, fenced: bool) -> Master:
@@ -46,21 +43,5 @@ def test_a_stale_master_write_is_refused_only_with_fencing(roles: Roles, zk: Kaz
         assert assigned(zk, "w9") == [task]
 
 
-def test_sigstop_of_the_master_past_its_session_timeout_then_sigcont(roles: Roles, spawn, zk: KazooClient) -> None:
-    paused = spawn("master", "--id", "m1")
-    wait_until(lambda: master_id(zk) == "m1", what="m1 elected")
-    backup = roles.master("m2")
-    roles.worker("w1", slots=2)
-    roles.worker("w2", slots=2)
-    first_batch = submit_many(zk, [["echo", f"a{n}"] for n in range(10)])
-    wait_until(lambda: all_done(zk, first_batch), 20, "the first batch done")
-    paused.signal(signal.SIGSTOP)
-    wait_until(backup.elected.is_set, SESSION_TIMEOUT + 10, "m2 elected while m1 is frozen")
-    second_batch = submit_many(zk, [["echo", f"b{n}"] for n in range(10)])
-    paused.signal(signal.SIGCONT)
-    wait_until(lambda: all_done(zk, second_batch), 20, "the second batch done")
-    wait_until(lambda: "session LOST" in paused.log() or "steps down" in paused.log(), 15, "m1 to notice")
-    assert master_id(zk) == "m2"
-    done = statuses(zk)
-    assert set(done) == set(first_batch) | set(second_batch)
-    assert zk.get_children("/tasks") == []
+# SIGSTOP of a master process past its session timeout, then SIGCONT: test_conformance.py
+# (test_a_paused_master_is_fenced) runs it for all three masters.
