@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from kazoo.client import KazooClient
 from kazoo.exceptions import ConnectionLoss, OperationTimeoutError, SessionExpiredError
+from kazoo.handlers.threading import KazooTimeoutError
 
 from masterworker.zk import LocalZooKeeper, PortInUse, ZooKeeperNotInstalled, find_install
 from masterworker.zk.server import ServerConfig, ZooKeeperServer
@@ -50,8 +51,9 @@ def test_ensemble_writes_with_one_of_three_down_and_refuses_with_two_down(ensemb
         client.create("/with-two-of-three", b"ok")  # a quorum of 2 remains
         assert client.exists("/with-two-of-three")
         leader.kill()  # one server of three left: no quorum
-        with pytest.raises((ConnectionLoss, OperationTimeoutError, SessionExpiredError)):
-            client.create("/with-one-of-three")
+        # Bounded: a request queued while kazoo reconnects would otherwise wait for a server forever.
+        with pytest.raises((ConnectionLoss, OperationTimeoutError, SessionExpiredError, KazooTimeoutError)):
+            client.create_async("/with-one-of-three").get(timeout=15)
         assert ensemble.server(followers[0].sid).mode() == "not serving"
     finally:
         client.stop()
