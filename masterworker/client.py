@@ -66,17 +66,7 @@ def encode_task(spec: TaskSpec) -> bytes:
 
 def find_protected(client: KazooClient, guid: str) -> str | None:
     """Where did our task go? Pending, assigned to some worker, or already done."""
-    prefix = protected_prefix(guid)
-    client.sync(TASKS)
-    places = [TASKS, STATUS] + [f"{ASSIGN}/{w}" for w in client.get_children(ASSIGN)]
-    for place in places:
-        try:
-            for name in client.get_children(place):
-                if name.startswith(prefix):
-                    return name
-        except NoNodeError:
-            continue
-    return None
+    return locate(client, [guid]).get(guid)
 
 
 def check_backlog(client: KazooClient, cap: int) -> None:

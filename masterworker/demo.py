@@ -32,7 +32,7 @@ from masterworker.live import render as render_live
 from masterworker.processes import MwProcess, mw_env
 from masterworker.protocol import MASTER, STATUS, TASKS, WORKERS, TaskSpec, TaskStatus, assign_dir
 from masterworker.zk.server import LocalZooKeeper
-from masterworker.zkops import RECOVERABLE
+from masterworker.zkops import RECOVERABLE, poll_until
 
 _COMPLETION = re.compile(r"(task-[0-9a-f]{12}-\d{10}) (done|failed) \(exit code")
 
@@ -104,11 +104,8 @@ class Demo:
         return MwProcess(args, env, log_dir / f"{args[2]}.log")
 
     def _wait(self, condition, timeout: float, what: str) -> None:  # noqa: ANN001
-        deadline = time.monotonic() + timeout
-        while not condition():
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"the demo waited {timeout:g} s for {what}")
-            time.sleep(0.05)
+        if not poll_until(condition, timeout):
+            raise TimeoutError(f"the demo waited {timeout:g} s for {what}")
 
     def _run(self, client: KazooClient, env: dict[str, str], log_dir: Path) -> DemoReport:
         for n in (1, 2):
