@@ -143,7 +143,8 @@ class TaskSpec:
         if not text.lstrip().startswith("{"):
             return cls(argv=[], book_task=True)
         obj = _json_object(data)
-        if obj is not None and isinstance(obj.get("invalid"), str):  # the master's marker, see oversized()
+        marker = obj.get("invalid") if obj is not None else None
+        if isinstance(marker, str) and marker.strip():  # the master's marker, see oversized()
             return cls(argv=[], invalid=obj["invalid"][:500])
         if obj is None or "argv" not in obj:
             return cls(argv=[], invalid="task data is JSON but not a masterworker task (no argv)")
