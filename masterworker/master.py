@@ -184,8 +184,7 @@ class Master:
         creates what it creates with the ACLs of that policy.
         """
         if self.policy is not None and self.policy.secure:
-            ensure_nodes(self.client, acl_for=self.policy.for_node)
-            install_policy(self.client, self.policy)
+            install_policy(self.client, self.policy)  # /security first, then the parents
         else:
             self.policy = load_policy(self.client)
             ensure_nodes(self.client, acl_for=self.policy.for_node)

@@ -48,6 +48,7 @@ from kazoo.security import ACL, Id, Permissions, make_digest_acl_credential
 
 from masterworker.errors import BadInput, MasterworkerError
 from masterworker.protocol import ASSIGN, EPOCH, MASTER, STATUS, TASKS, WORKERS
+from masterworker.zkops import ensure_nodes
 
 SECURITY = "/security"
 ROLES = ("master", "worker", "client")
@@ -165,7 +166,12 @@ class Policy:
 
 
 def install_policy(client: KazooClient, policy: Policy) -> None:
-    """The first secure master: write /security and put the ACLs on the parents (idempotent)."""
+    """A secure master: write /security, then create the parents with their ACLs (idempotent).
+
+    The order matters. Workers and clients wait for ``/workers`` and ``/assign`` and then read
+    ``/security`` to learn the ACLs of what they create; had the parents come first, a worker
+    could find them, read no policy yet, and register with open ACLs (world may assign to it).
+    """
     try:
         client.create(SECURITY, policy.encode(), acl=policy.for_node(SECURITY))
     except NodeExistsError:
@@ -174,6 +180,7 @@ def install_policy(client: KazooClient, policy: Policy) -> None:
             raise MasterworkerError(
                 f"{SECURITY} holds another policy: start every master with the same users file"
             ) from None
+    ensure_nodes(client, acl_for=policy.for_node)
     for path in (MASTER, EPOCH, TASKS, WORKERS, ASSIGN, STATUS):
         try:
             client.set_acls(path, policy.for_node(path))

@@ -26,7 +26,6 @@ from masterworker.history import History, publish_session
 from masterworker.masters import IMPLEMENTATIONS as MASTERS
 from masterworker.security import Policy, install_policy, load_policy
 from masterworker.worker import Worker, WorkerIdInUse
-from masterworker.zkops import ensure_nodes
 
 
 @friendly_errors
@@ -82,7 +81,6 @@ def master(
     publish_session(client, chosen)
     try:
         if policy is not None:  # every implementation finds the installed policy at start
-            ensure_nodes(client, acl_for=policy.for_node)
             install_policy(client, policy)
         role = MASTERS[impl](
             client, chosen, fenced=not no_fencing, history=History.for_role(chosen), policy=load_policy(client)

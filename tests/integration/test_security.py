@@ -8,8 +8,8 @@ import pytest
 from kazoo.exceptions import NoAuthError
 
 from masterworker.client import submit
-from masterworker.protocol import TaskSpec
-from masterworker.security import Policy, apply_role_acl
+from masterworker.protocol import PARENTS, TaskSpec
+from masterworker.security import SECURITY, Policy, apply_role_acl, install_policy
 from tests.helpers import Roles, all_done, run_mw, statuses, wait_until
 
 MASTER, WORKER, CLIENT = "alice:s3cret", "bob:hunter2", "carol:letmein"
@@ -81,6 +81,31 @@ def test_tasks_and_statuses_carry_the_roles_acls(secured: Roles) -> None:
     status_acl = {(a.id.id.split(":")[0], a.perms) for a in client.get_acls(f"/status/{task}")[0]}
     assert ("carol", 1) in status_acl and ("alice", 31) in status_acl  # clients read, masters all
     assert statuses(client)[task].worker == "w1"
+
+
+def test_the_policy_exists_before_any_parent_a_worker_waits_for(roles: Roles, users_file: Path) -> None:
+    """Regression (CI, tutorial 6): a worker found /assign before /security and registered open.
+
+    ZooKeeper orders all writes, so "created before" is "smaller czxid".
+    """
+    master = roles.client(auth=MASTER)
+    install_policy(master, Policy.from_users_file(users_file))
+    policy_created = master.exists(SECURITY).czxid
+    for parent in PARENTS:
+        assert master.exists(parent).czxid > policy_created, parent
+
+
+def test_a_worker_started_before_the_secure_master_registers_closed(roles: Roles, users_file: Path) -> None:
+    worker = roles.worker("w1", auth=WORKER)  # waits for a master to create the parents
+    master = roles.master("m1", auth=MASTER, policy=Policy.from_users_file(users_file))
+    wait_until(worker.registered.is_set, what="w1 registered")
+    wait_until(master.elected.is_set, what="the secure master elected")
+    admin = roles.client(auth=MASTER)
+    for path in ("/assign/w1", "/workers/w1"):
+        schemes = {acl.id.scheme for acl in admin.get_acls(path)[0]}
+        assert schemes == {"digest"}, (path, schemes)
+    with pytest.raises(NoAuthError):
+        roles.client(auth=WORKER).create("/assign/w1/task-000000000000-0000000001", b"x")
 
 
 def test_a_bad_users_file_is_one_line_exit_2(tmp_path: Path, mw_env) -> None:
