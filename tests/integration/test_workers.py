@@ -7,7 +7,7 @@ import signal
 from kazoo.client import KazooClient
 
 from masterworker.client import submit
-from masterworker.protocol import MAX_OUTPUT_TAIL, TaskSpec, worker_path
+from masterworker.protocol import MAX_OUTPUT_TAIL, PARENTS, TaskSpec, worker_path
 from masterworker.zkops import expire_session, session_id
 from tests.conftest import SESSION_TIMEOUT
 from tests.helpers import Roles, all_done, assigned, statuses, submit_many, wait_until
@@ -62,7 +62,7 @@ def test_a_task_with_data_that_is_not_ours_completes_as_done_without_running(rol
     """The book's client sends a plain string; its worker writes "done"."""
     roles.master("m1")
     roles.worker("w1")
-    wait_until(lambda: zk.exists("/tasks"), what="parents")
+    wait_until(lambda: all(zk.exists(p) for p in PARENTS), what="the parents")
     path = zk.create("/tasks/task-", b"sample task from the book", sequence=True)
     task = path.rsplit("/", 1)[1]
     wait_until(lambda: all_done(zk, [task]), 15, "the book task done")
