@@ -313,9 +313,9 @@ class Master:
         self.state = MasterState.ELECTED
         self._resync = True
         self._announced_backup = False
-        self.elected.set()
         self.history.record("elected", master=self.id, epoch=epoch)
         logger.success("{} elected master (epoch {})", self.id, epoch)
+        self.elected.set()  # last: whoever waits for it finds the history and the log written
 
     def _become_backup(self) -> None:
         self.state = MasterState.BACKUP

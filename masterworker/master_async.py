@@ -257,9 +257,9 @@ class AsyncMaster:
     def _become_master(self, epoch: int) -> None:
         self.epoch, self.state = epoch, MasterState.ELECTED
         self._announced_backup = False
-        self.elected.set()
         self.history.record("elected", master=self.id, epoch=epoch)
         logger.success("{} elected master (epoch {})", self.id, epoch)
+        self.elected.set()  # last: whoever waits for it finds the history and the log written
         self._reconcile()
 
     def _become_backup(self, why: str) -> None:
