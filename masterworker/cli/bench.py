@@ -42,6 +42,14 @@ def bench_command(
         typer.Option("--submit", help="single: one create request per task; batch: 100 tasks per multi-op request."),
     ] = "single",
     prefetch: Annotated[int | None, typer.Option("--prefetch", help="Tasks a worker holds beyond its slots.")] = None,
+    warmup: Annotated[
+        int | None,
+        typer.Option(
+            "--warmup",
+            help="throughput, exec: tasks run first, unmeasured, so that ZooKeeper's JIT is warm "
+            "(default: as many as --tasks; 0 measures a cold start).",
+        ),
+    ] = None,
     session_timeout: Annotated[float, typer.Option("--session-timeout", help="failover, orphans.")] = 5.0,
     worker_counts: Annotated[str, typer.Option("--worker-counts", help="scale: the workers sweep.")] = "1,2,4,8,16,32",
     backlogs: Annotated[str, typer.Option("--backlogs", help="scale: the backlog sweep.")] = "1000,5000,10000,20000",
@@ -69,6 +77,8 @@ def bench_command(
         raise BadInput("--submit must be single or batch")
     if tasks is not None and not 1 <= tasks <= 100_000:
         raise BadInput("--tasks must be between 1 and 100,000")
+    if warmup is not None and not 0 <= warmup <= 100_000:
+        raise BadInput("--warmup must be between 0 and 100,000")
     if not 1 <= workers <= 64:
         raise BadInput("--workers must be between 1 and 64")
     if zk is not None:
@@ -84,10 +94,21 @@ def bench_command(
         raise BadInput("--plot goes with the scale scenario")
     if scenario == "throughput":
         result = scenarios.throughput(
-            zk, tasks or 1000, workers, submit, prefetch=128 if prefetch is None else prefetch
+            zk,
+            tasks or 1000,
+            workers,
+            submit,
+            prefetch=128 if prefetch is None else prefetch,
+            warmup=(tasks or 1000) if warmup is None else warmup,
         )
     elif scenario == "exec":
-        result = scenarios.exec_tasks(zk, tasks or 1000, workers, prefetch=8 if prefetch is None else prefetch)
+        result = scenarios.exec_tasks(
+            zk,
+            tasks or 1000,
+            workers,
+            prefetch=8 if prefetch is None else prefetch,
+            warmup=(tasks or 1000) if warmup is None else warmup,
+        )
     elif scenario == "latency":
         result = scenarios.latency(zk, tasks or 200)
     elif scenario == "failover":

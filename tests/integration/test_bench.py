@@ -18,11 +18,12 @@ def bench(*args: str) -> dict:
     return json.loads(result.stdout)
 
 
-@pytest.mark.parametrize("submit", ["single", "batch"])
-def test_throughput_reports_rate_latency_requests_and_cpu(submit: str) -> None:
-    report = bench("throughput", "--tasks", "200", "--submit", submit)
+@pytest.mark.parametrize(("submit", "warmup"), [("single", None), ("batch", 50)])
+def test_throughput_reports_rate_latency_requests_and_cpu(submit: str, warmup: int | None) -> None:
+    report = bench("throughput", "--tasks", "200", "--submit", submit, *(["--warmup", str(warmup)] if warmup else []))
     figures = report["figures"]
     assert figures["tasks"] == 200 and figures["tasks_per_s"] > 0
+    assert figures["warmup"] == (warmup or 200)  # by default a round of the same size, unmeasured
     assert 0 < figures["done_after_submit_p50_ms"] <= figures["done_after_submit_p99_ms"]
     assert 0 < figures["requests_per_task"] < 10
     assert {"master-1", "worker-1", "worker-2", "worker-3", "zookeeper", "bench client"} <= set(report["cpu_seconds"])
