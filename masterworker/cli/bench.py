@@ -92,6 +92,7 @@ def bench_command(
         raise BadInput("--worker-counts and --backlogs are comma-separated whole numbers") from None
     if plot_file is not None and scenario != "scale":
         raise BadInput("--plot goes with the scale scenario")
+    first_round = (tasks or 1000) if warmup is None else warmup  # throughput, exec: unmeasured tasks
     if scenario == "throughput":
         result = scenarios.throughput(
             zk,
@@ -99,7 +100,7 @@ def bench_command(
             workers,
             submit,
             prefetch=128 if prefetch is None else prefetch,
-            warmup=(tasks or 1000) if warmup is None else warmup,
+            warmup=first_round,
         )
     elif scenario == "exec":
         result = scenarios.exec_tasks(
@@ -107,7 +108,7 @@ def bench_command(
             tasks or 1000,
             workers,
             prefetch=8 if prefetch is None else prefetch,
-            warmup=(tasks or 1000) if warmup is None else warmup,
+            warmup=first_round,
         )
     elif scenario == "latency":
         result = scenarios.latency(zk, tasks or 200)
