@@ -17,6 +17,7 @@ from masterworker.multiread import get_many
 from masterworker.protocol import (
     ASSIGN,
     MASTER,
+    MASTERS,
     STATUS,
     TASKS,
     WORKERS,
@@ -42,11 +43,16 @@ def _read_all(client: KazooClient, paths: list[str]) -> dict[str, bytes]:
 
 
 def system_view(client: KazooClient) -> dict[str, Any]:
-    """``{"master", "workers": {id: {"assigned", "slots"}}, "pending", "done", "orphaned"}``."""
+    """``{"master", "backups", "set_up", "workers": {id: {"assigned", "slots"}}, "pending", "done", "orphaned"}``.
+
+    ``backups`` are the running masters other than the active one (``/masters``, see roster.py);
+    ``set_up`` is False while no master has ever created the parents.
+    """
     try:
         master: str | None = client.get(MASTER)[0].decode("utf-8", "replace")
     except NoNodeError:
         master = None
+    backups = sorted(m for m in _children(client, MASTERS) if m != master)
     workers = _children(client, WORKERS)
     infos = _read_all(client, [worker_path(w) for w in workers])
     view_workers = {}
@@ -75,8 +81,22 @@ def system_view(client: KazooClient) -> dict[str, Any]:
         }
     return {
         "master": master,
+        "backups": backups,
+        "set_up": client.exists(TASKS) is not None,
         "workers": view_workers,
         "pending": submission_order(_children(client, TASKS)),
         "done": done,
         "orphaned": {w: t for w, t in orphaned.items() if t},
     }
+
+
+def describe_masters(view: dict[str, Any]) -> str:
+    """One line that tells an active master, a takeover under way and no master at all apart."""
+    backups = ", ".join(view["backups"])
+    if view["master"]:
+        return f"active master: {view['master']}" + (f"; backups: {backups}" if backups else "; no backup running")
+    if backups:
+        return f"no active master: backups {backups} are running for it (a takeover is under way)"
+    if not view["set_up"]:
+        return "no master is running, and none has ever run here: start one with 'mw master'"
+    return "no master is running: start one with 'mw master' (tasks wait in /tasks until then)"

@@ -12,6 +12,11 @@ make a second task. So the name carries a random id (``task-<guid>-<sequence>``,
 "protected" idea): after ConnectionLoss the client syncs, looks for that id under ``/tasks``,
 ``/assign/*`` and ``/status``, and creates again only when it is nowhere.
 
+**No master yet.** A client that finds no ``/tasks`` creates the parents itself, the same
+idempotent way a master does (only those missing: in a secured system only masters may create
+at the root), so a task can be queued before any master has run; it waits in ``/tasks``.
+``whereabouts`` says in words where a task is and what it waits for.
+
 **Waiting.** The client sets an ``exists`` watch on ``/status/<task>`` (the status may already be
 there) and re-checks every second as well, so a watch lost with a session can never leave it
 waiting forever.
@@ -25,25 +30,31 @@ import time
 from collections.abc import Callable
 
 from kazoo.client import KazooClient
-from kazoo.exceptions import NoNodeError
+from kazoo.exceptions import NodeExistsError, NoNodeError
 from loguru import logger
 
-from masterworker.errors import BacklogFull, BadInput, MasterworkerError, NotFound
+from masterworker.errors import BacklogFull, BadInput, NotFound
 from masterworker.multiread import get_many
 from masterworker.protocol import (
     ASSIGN,
+    MASTER,
     MAX_TASK_BYTES,
+    PARENTS,
     STATUS,
     TASK_PREFIX,
     TASKS,
+    WORKERS,
     TaskSpec,
     TaskStatus,
+    assignment_path,
+    is_valid_name,
     new_guid,
     protected_prefix,
     status_path,
     task_path,
+    worker_path,
 )
-from masterworker.zkops import RECOVERABLE, failure, wait_connected, wait_for_nodes
+from masterworker.zkops import RECOVERABLE, failure, wait_connected
 
 DEFAULT_BACKLOG_CAP = 20_000
 
@@ -76,6 +87,16 @@ def check_backlog(client: KazooClient, cap: int) -> None:
         raise BacklogFull(f"{stat.numChildren:,} tasks are pending (the cap is {cap:,}): try again later")
 
 
+def ensure_parents(client: KazooClient) -> None:
+    """Create whichever of /tasks, /assign, /workers, /status is missing (NodeExists is success)."""
+    for path in PARENTS:
+        if client.exists(path) is None:
+            try:
+                client.create(path, b"")
+            except NodeExistsError:
+                pass
+
+
 def submit(
     client: KazooClient,
     spec: TaskSpec,
@@ -86,8 +107,7 @@ def submit(
     data = encode_task(spec)
     stop = stop or threading.Event()
     guid = new_guid()
-    if not wait_for_nodes(client, (TASKS,), stop, "submitting", logger.info):
-        raise MasterworkerError("stopped before the task was submitted")
+    ensure_parents(client)
     check_backlog(client, backlog_cap)
     while True:
         try:
@@ -106,9 +126,8 @@ def submit(
             if found is not None:
                 logger.info("the create did happen: our task is {}", found)
                 return found
-        except NoNodeError:  # /tasks vanished (an operator wiped the tree): wait for a master
-            if not wait_for_nodes(client, (TASKS,), stop, "submitting", logger.info):
-                raise MasterworkerError("stopped before the task was submitted") from None
+        except NoNodeError:  # /tasks vanished (an operator wiped the tree): create it again
+            ensure_parents(client)
 
 
 def locate(client: KazooClient, guids: list[str]) -> dict[str, str]:
@@ -157,6 +176,7 @@ def submit_payloads(
     First pass: every request in flight at once. Second pass, only after a ConnectionLoss: each
     group whose outcome is unknown is looked for (``locate``) and created again only if absent.
     """
+    ensure_parents(client)
     check_backlog(client, backlog_cap)
     guids = [new_guid() for _ in data]
     size = batch or 256
@@ -234,7 +254,38 @@ def task_exists(client: KazooClient, task: str) -> bool:
     """Is the task known anywhere: pending, assigned or done?"""
     if client.exists(task_path(task)) or client.exists(status_path(task)):
         return True
-    return any(client.exists(f"{ASSIGN}/{worker}/{task}") for worker in client.get_children(ASSIGN))
+    return assigned_to(client, task) is not None
+
+
+def assigned_to(client: KazooClient, task: str) -> str | None:
+    """The worker the task is assigned to, if any."""
+    try:
+        workers = client.get_children(ASSIGN)
+    except NoNodeError:
+        return None
+    return next((w for w in workers if client.exists(assignment_path(w, task))), None)
+
+
+def whereabouts(client: KazooClient, task: str) -> str:
+    """Where the task is and what it waits for, in a few words (a spinner's text, a timeout's reason)."""
+    if client.exists(status_path(task)):
+        return "finished"
+    worker = assigned_to(client, task)
+    if worker is not None:
+        if client.exists(worker_path(worker)):
+            return f"running on {worker}"
+        return f"assigned to {worker}, which is gone: a master will give it to another worker"
+    if not client.exists(task_path(task)):
+        return "not found under /tasks, /assign or /status (collected by someone else?)"
+    if not client.exists(MASTER):
+        return "pending in /tasks: no master is running (start one with 'mw master')"
+    try:
+        workers = client.get_children(WORKERS)
+    except NoNodeError:
+        workers = []
+    if not workers:
+        return "pending in /tasks: no worker is registered (start one with 'mw worker')"
+    return f"pending in /tasks: waiting for a free slot on {len(workers)} worker(s)"
 
 
 def read_status(client: KazooClient, task: str) -> TaskStatus | None:
@@ -244,8 +295,13 @@ def read_status(client: KazooClient, task: str) -> TaskStatus | None:
         return None
 
 
-def wait_for_status(client: KazooClient, task: str, timeout: float | None) -> TaskStatus | None:
-    """Block until ``/status/<task>`` exists; None when ``timeout`` seconds pass first."""
+def wait_for_status(
+    client: KazooClient, task: str, timeout: float | None, tick: Callable[[], None] | None = None
+) -> TaskStatus | None:
+    """Block until ``/status/<task>`` exists; None when ``timeout`` seconds pass first.
+
+    ``tick`` is called about once a second while waiting (a spinner updates itself from it).
+    """
     changed = threading.Event()
 
     def on_change(event: object) -> None:  # one callable: kazoo keeps a set of watchers per path
@@ -263,16 +319,25 @@ def wait_for_status(client: KazooClient, task: str, timeout: float | None) -> Ta
         remaining = 1.0 if deadline is None else deadline - time.monotonic()
         if remaining <= 0:
             return None
+        if tick is not None:
+            tick()
         changed.wait(min(1.0, remaining))
         changed.clear()
 
 
 def wait_for_all(
-    client: KazooClient, tasks: list[str], timeout: float | None, progress: Callable[[int], None] | None = None
+    client: KazooClient,
+    tasks: list[str],
+    timeout: float | None,
+    progress: Callable[[int], None] | None = None,
+    found: dict[str, TaskStatus] | None = None,
 ) -> dict[str, TaskStatus]:
-    """Statuses of many tasks, read 64 per request, as they appear; stops early when ``timeout`` runs out."""
-    remaining = list(tasks)
-    found: dict[str, TaskStatus] = {}
+    """Statuses of many tasks, read 64 per request, as they appear; stops early when ``timeout`` runs out.
+
+    ``found`` is filled as statuses arrive, so a caller interrupted midway knows which finished.
+    """
+    found = {} if found is None else found
+    remaining = [t for t in tasks if t not in found]
     deadline = None if timeout is None else time.monotonic() + timeout
     while remaining:
         try:
@@ -324,8 +389,20 @@ def consume_status(client: KazooClient, task: str) -> None:
         pass
 
 
+def check_task_name(task: str) -> str:
+    """A task name becomes a znode name: refuse what kazoo or ZooKeeper would choke on, before it is sent."""
+    if not is_valid_name(task):
+        shown = repr(task.encode("utf-8", "surrogateescape"))[2:-1]  # bytes as typed, escaped: one line
+        raise BadInput(
+            f"'{shown}' is not a task name (expected something like task-0a1b2c3d4e5f-0000000001, "
+            "as mw submit printed it)"
+        )
+    return task
+
+
 def require_known_task(client: KazooClient, task: str) -> None:
-    if "/" in task or not task:
-        raise BadInput(f"{task!r} is not a task name (expected something like task-0a1b2c3d4e5f-0000000001)")
+    check_task_name(task)
+    if client.exists(TASKS) is None:
+        raise NotFound(f"no task named {task}: nothing was ever submitted here (no /tasks)")
     if not task_exists(client, task):
         raise NotFound(f"no task named {task} (not pending, assigned or done)")

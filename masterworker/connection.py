@@ -11,14 +11,19 @@ from __future__ import annotations
 
 import logging
 import os
+import warnings
 from dataclasses import dataclass
 
 from kazoo.client import KazooClient
 from kazoo.handlers.threading import KazooTimeoutError
 from kazoo.hosts import collect_hosts
 from kazoo.retry import KazooRetry
+from loguru import logger
 
-from masterworker.errors import BadInput, ZooKeeperUnavailable
+from masterworker.errors import BadInput, NotFound, ZooKeeperUnavailable
+
+# kazoo warns once per connection when the chroot is missing; connect() says it in one line instead.
+warnings.filterwarnings("ignore", message="No chroot path exists", module="kazoo")
 
 DEFAULT_HOSTS = "127.0.0.1:2181"
 DEFAULT_SESSION_TIMEOUT = 10.0
@@ -94,8 +99,37 @@ def make_client(settings: ZkSettings) -> KazooClient:
     )
 
 
-def connect(settings: ZkSettings) -> KazooClient:
-    """Start a session or raise ZooKeeperUnavailable within ``settings.connect_timeout``."""
+def connect(settings: ZkSettings, create_chroot: bool = False) -> KazooClient:
+    """Start a session or raise ZooKeeperUnavailable within ``settings.connect_timeout``.
+
+    A chroot that does not exist makes every later call fail with NoNode: it is created here when
+    ``create_chroot`` (masters, as Curator creates a namespace), and refused in one line otherwise.
+    A session timeout outside the server's bounds is granted as the nearest bound: said once.
+    """
+    client = _start(settings)
+    try:
+        if client.chroot and client.exists("/") is None:
+            if not create_chroot:
+                raise NotFound(
+                    f"the chroot {client.chroot} does not exist on {settings.hosts.partition('/')[0]} "
+                    "(a master creates it: start 'mw master' with the same --zk)"
+                )
+            _create_chroot(settings, client.chroot)
+        granted = granted_session_timeout(client, settings.session_timeout)
+        if granted is not None and abs(granted - settings.session_timeout) > 0.001:
+            logger.warning(
+                "asked for a {:.10g} s session timeout; the server grants {:.10g} s (its minSessionTimeout and "
+                "maxSessionTimeout bound it)",
+                settings.session_timeout,
+                granted,
+            )
+    except BaseException:
+        close_quietly(client)
+        raise
+    return client
+
+
+def _start(settings: ZkSettings) -> KazooClient:
     client = make_client(settings)
     kazoo_logger = logging.getLogger("kazoo.client")
     level = kazoo_logger.level
@@ -112,6 +146,34 @@ def connect(settings: ZkSettings) -> KazooClient:
     finally:
         kazoo_logger.setLevel(level)
     return client
+
+
+def _create_chroot(settings: ZkSettings, chroot: str) -> None:
+    """Create the chroot from a session without one (a chrooted client cannot name its own root)."""
+    root = _start(ZkSettings(settings.hosts.partition("/")[0], settings.session_timeout, auth=settings.auth))
+    try:
+        root.ensure_path(chroot)
+    finally:
+        close_quietly(root)
+
+
+def granted_session_timeout(client: KazooClient, asked: float) -> float | None:
+    """The session timeout the server grants for ``asked`` seconds (None when it will not say).
+
+    A server clamps the asked timeout into [minSessionTimeout, maxSessionTimeout] (by default 2
+    and 20 ticks: 4 s to 40 s). kazoo 2.11 logs the negotiated value but keeps it nowhere, so the
+    bounds are read with the ``conf`` four-letter word, where the server allows it.
+    """
+    from masterworker.zk.fourletter import four_letter, parse_lines
+
+    for host, port in client.hosts:
+        try:
+            conf = parse_lines(four_letter(host, port, "conf", timeout=1.0), "=")
+            low, high = int(conf["minSessionTimeout"]) / 1000, int(conf["maxSessionTimeout"]) / 1000
+        except (OSError, KeyError, ValueError):
+            continue
+        return min(max(asked, low), high)
+    return None
 
 
 def close_quietly(client: KazooClient) -> None:

@@ -15,6 +15,7 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
+from masterworker.admin import describe_masters
 from masterworker.protocol import STATUS
 
 BACKLOG_WARNING = 0.8  # warn when the pending tasks reach this share of the backlog cap
@@ -46,9 +47,8 @@ def backlog_warning(pending: int, cap: int) -> str | None:
 
 def render(view: dict[str, Any], rate: float | None, cap: int) -> Group:
     running = sum(len(w["assigned"]) for w in view["workers"].values())
-    master = (view["master"], "green") if view["master"] else ("(none: an election is due)", "red")
     header = Text.assemble(
-        ("active master: ", "bold"), master,
+        (describe_masters(view), "green" if view["master"] else "red"),
         f"   workers: {len(view['workers'])}   pending: {len(view['pending']):,}   assigned: {running:,}   ",
         ("tasks/s: ", "bold"), "-" if rate is None else f"{rate:,.1f}",
     )  # fmt: skip

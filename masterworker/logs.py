@@ -12,6 +12,12 @@ import sys
 from loguru import logger
 
 LEVELS = ("TRACE", "DEBUG", "INFO", "SUCCESS", "WARNING", "ERROR", "CRITICAL")
+_json = False
+
+
+def json_enabled() -> bool:
+    """Was --log-json asked for? Then every line on stderr, errors included, must be JSON."""
+    return _json
 
 
 class InterceptHandler(logging.Handler):
@@ -30,7 +36,12 @@ class InterceptHandler(logging.Handler):
 
 
 def setup_logging(level: str = "INFO", json: bool = False, role: str | None = None) -> None:
-    """Configure loguru once per process. ``role`` (master, worker...) prefixes every line."""
+    """Configure loguru once per process. ``role`` (master, worker...) prefixes every line.
+
+    Python warnings (kazoo's among them) go through the same sink, so ``--log-json`` leaves no
+    plain-text line behind.
+    """
+    global _json
     level = level.upper()
     if level not in LEVELS:
         raise ValueError(f"unknown log level {level!r}: use one of {', '.join(LEVELS)}")
@@ -40,7 +51,9 @@ def setup_logging(level: str = "INFO", json: bool = False, role: str | None = No
         fmt += f"<cyan>{role}</cyan> "
     fmt += "{message}"
     logger.add(sys.stderr, level=level, format=fmt, serialize=json, backtrace=False, diagnose=False)
+    _json = json
     logging.basicConfig(handlers=[InterceptHandler()], level=0, force=True)
+    logging.captureWarnings(True)
     # kazoo is chatty at INFO ("Connecting to ..."); its warnings and errors still show.
     kazoo_level = logging.DEBUG if level in ("TRACE", "DEBUG") else logging.WARNING
     logging.getLogger("kazoo").setLevel(kazoo_level)

@@ -16,12 +16,12 @@ from pathlib import Path
 class MwProcess:
     """One ``mw`` command (``python -m masterworker ...``) in a subprocess, its output in a log file."""
 
-    def __init__(self, args: list[str], env: dict[str, str], log: Path) -> None:
+    def __init__(self, args: list[str], env: dict[str, str], log: Path, python: str = sys.executable) -> None:
         self.args = args
         self.log_path = log
         self._log = open(log, "ab")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "masterworker", *args],
+            [python, "-m", "masterworker", *args],
             env=env,
             stdout=self._log,
             stderr=subprocess.STDOUT,

@@ -12,6 +12,8 @@ path                           mode                  written by, and its data
 ``/tasks/<task>``              persistent sequential the client: JSON argv, timeout, submit time
 ``/assign/<worker>/<task>``    persistent            the master: a copy of the task's data
 ``/status/<task>``             persistent            the worker: JSON state, exit code, output tail
+``/masters/<id>``              ephemeral             every running master (not in the book): JSON
+                                                     id, impl, host, pid (``roster.py``)
 =============================  ====================  ===========================================
 
 The book's own Java client, worker and master can join a system run by ``mw``: task data that
@@ -27,8 +29,10 @@ can look for its task instead of blindly creating a second one.
 from __future__ import annotations
 
 import json
+import os
 import re
 import secrets
+import socket
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -40,6 +44,8 @@ TASKS = "/tasks"
 ASSIGN = "/assign"
 STATUS = "/status"
 PARENTS = (WORKERS, TASKS, ASSIGN, STATUS)
+# Not in the book: every running master, active or backup, holds /masters/<id> (see roster.py).
+MASTERS = "/masters"
 
 TASK_PREFIX = "task-"
 # Well below ZooKeeper's 1 MB packet limit (jute.maxbuffer): a task is a command line, not a payload,
@@ -75,7 +81,14 @@ def status_path(task: str) -> str:
 
 def is_valid_name(name: str) -> bool:
     """Ids of masters and workers become znode names: keep them to a safe alphabet."""
-    return bool(_NAME.match(name)) and name not in (".", "..", "zookeeper")
+    return bool(_NAME.fullmatch(name)) and name not in (".", "..", "zookeeper")
+
+
+def master_entry(master_id: str, impl: str) -> bytes:
+    """The data of ``/masters/<id>``: who runs it, where, since when (for ``mw status``)."""
+    return json.dumps(
+        {"id": master_id, "impl": impl, "host": socket.gethostname(), "pid": os.getpid(), "started": time.time()}
+    ).encode()
 
 
 def new_guid() -> str:

@@ -47,7 +47,7 @@ from kazoo.exceptions import NoAuthError, NodeExistsError, NoNodeError
 from kazoo.security import ACL, Id, Permissions, make_digest_acl_credential
 
 from masterworker.errors import BadInput, MasterworkerError
-from masterworker.protocol import ASSIGN, EPOCH, MASTER, STATUS, TASKS, WORKERS
+from masterworker.protocol import ASSIGN, EPOCH, MASTER, MASTERS, STATUS, TASKS, WORKERS
 from masterworker.zkops import ensure_nodes
 
 SECURITY = "/security"
@@ -142,6 +142,7 @@ class Policy:
         """The ACL of each node a master creates (parents included)."""
         return {
             MASTER: self.readable(master=ALL),
+            MASTERS: self.readable(master=ALL),
             EPOCH: self.acl(master=ALL),
             TASKS: self.readable(master=ALL, client=CREATE),
             WORKERS: self.readable(master=ALL, worker=CREATE),

@@ -10,20 +10,17 @@ from masterworker import __version__
 from masterworker.cli import tutorial, zk
 from masterworker.cli.bench import bench_command
 from masterworker.cli.chaos import chaos_command
-from masterworker.cli.common import console
+from masterworker.cli.common import command_group, console
 from masterworker.cli.demo import demo_command
 from masterworker.cli.roles import master, worker
 from masterworker.cli.status import status_command
 from masterworker.cli.tasks import result_command, submit_command
 
-app = typer.Typer(
-    name="mw",
-    help="masterworker: the master-worker example of 'ZooKeeper: Distributed Process Coordination', "
+app = command_group(
+    "masterworker: the master-worker example of 'ZooKeeper: Distributed Process Coordination', "
     "on a real ZooKeeper. Start with: mw zk start (one shell), then mw master, mw worker, "
     "mw submit -- echo hi, mw status.",
-    no_args_is_help=True,
-    pretty_exceptions_enable=False,
-    context_settings={"help_option_names": ["-h", "--help"]},
+    name="mw",
 )
 
 

@@ -16,25 +16,27 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 from kazoo.exceptions import NoAuthError
+from loguru import logger
 from rich.console import Console
 from rich.markup import escape
 
 from masterworker.connection import DEFAULT_HOSTS, DEFAULT_SESSION_TIMEOUT, ZkSettings
 from masterworker.errors import BadInput, MasterworkerError
-from masterworker.logs import setup_logging
+from masterworker.logs import json_enabled, setup_logging
 from masterworker.protocol import is_valid_name
 from masterworker.zk.install import ZooKeeperNotInstalled
 from masterworker.zk.server import ServerStartError
 
-console = Console()
-err_console = Console(stderr=True)
+# soft_wrap: a message is one line however narrow the terminal or pipe (tables still fit the width).
+console = Console(soft_wrap=True)
+err_console = Console(stderr=True, soft_wrap=True)
 
 ZkHosts = Annotated[
     str,
     typer.Option(
         "--zk",
         envvar="MW_ZK",
-        help="ZooKeeper hosts, host:port[,host:port...][/chroot].",
+        help=r"ZooKeeper hosts: host:port\[,host:port...]\[/chroot]. A chroot must exist (mw master creates it).",
         rich_help_panel="Connection",
     ),
 ]
@@ -81,6 +83,23 @@ DEFAULTS = {
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+def command_group(help: str, **settings: Any) -> typer.Typer:  # noqa: A002 - typer's own name
+    """A typer app with help rendered the same way by every typer release we accept.
+
+    Help text is rich markup on purpose (typer's default since rich is installed, chosen here
+    explicitly so a new release cannot change it): a literal bracket is written ``\\[``. An
+    unescaped ``[/chroot]`` once crashed six help pages when a new typer turned markup on.
+    """
+    return typer.Typer(
+        help=help,
+        rich_markup_mode="rich",
+        no_args_is_help=True,
+        pretty_exceptions_enable=False,
+        context_settings={"help_option_names": ["-h", "--help"]},
+        **settings,
+    )
+
+
 def setup(
     zk: str, session_timeout: float, log_level: str, log_json: bool, role: str | None = None, auth: str | None = None
 ) -> ZkSettings:
@@ -93,8 +112,20 @@ def setup(
 
 
 def fail(message: str, code: int) -> typer.Exit:
-    err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
+    """One line on stderr (a JSON log line under --log-json) and the exit code to leave with."""
+    if json_enabled():
+        logger.error(message)
+    else:
+        err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
     return typer.Exit(code)
+
+
+def notice(message: str, style: str = "yellow") -> None:
+    """A line for the user on stderr that is not a log line (a JSON log line under --log-json)."""
+    if json_enabled():
+        logger.warning(message)
+    else:
+        err_console.print(f"[{style}]{escape(message)}[/]", highlight=False, soft_wrap=True)
 
 
 def friendly_errors(command: F) -> F:
@@ -126,7 +157,7 @@ def default_id(role: str) -> str:
 
 
 def check_id(value: str | None, role: str) -> str:
-    chosen = value or default_id(role)
+    chosen = default_id(role) if value is None else value
     if not is_valid_name(chosen):
         raise BadInput(f"{chosen!r} is not a valid {role} id (letters, digits and _.:@- only)")
     return chosen
@@ -148,10 +179,7 @@ def on_stop_signals(stop: Callable[[], None], patience: float = 10.0) -> None:
 
     def give_up() -> None:
         if not _exiting.wait(patience):
-            err_console.print(
-                f"[yellow]could not stop cleanly within {patience:g} s (is ZooKeeper reachable?): exiting[/]",
-                highlight=False,
-            )
+            notice(f"could not stop cleanly within {patience:g} s (is ZooKeeper reachable?): exiting")
             os._exit(1)
 
     def handler(signum: int, frame: object) -> None:

@@ -20,10 +20,12 @@ from masterworker.cli.common import (
     setup,
     stopped,
 )
-from masterworker.connection import close_quietly, connect
+from masterworker.connection import close_quietly, connect, granted_session_timeout
 from masterworker.errors import BadInput, MasterworkerError
 from masterworker.history import History, publish_session
-from masterworker.masters import IMPLEMENTATIONS as MASTERS
+from masterworker.masters import IMPLEMENTATIONS as MASTERS_BY_IMPL
+from masterworker.protocol import MASTERS
+from masterworker.roster import Roster
 from masterworker.security import Policy, install_policy, load_policy
 from masterworker.worker import Worker, WorkerIdInUse
 
@@ -70,26 +72,42 @@ def master(
     """
     chosen = check_id(master_id, "master")
     settings = setup(zk, session_timeout, log_level, log_json, role=chosen, auth=auth)
-    if impl not in MASTERS:
-        raise BadInput(f"unknown --impl {impl!r}: choose from {', '.join(MASTERS)}")
+    if impl not in MASTERS_BY_IMPL:
+        raise BadInput(f"unknown --impl {impl!r}: choose from {', '.join(MASTERS_BY_IMPL)}")
     policy = None
     if secure:
         if users is None or auth is None:
             raise BadInput("--secure needs --users FILE and --auth USER:PASSWORD of a master user")
         policy = Policy.from_users_file(users)
-    client = connect(settings)
+    client = connect(settings, create_chroot=True)
     publish_session(client, chosen)
+    roster = None
     try:
         if policy is not None:  # every implementation finds the installed policy at start
             install_policy(client, policy)
-        role = MASTERS[impl](
-            client, chosen, fenced=not no_fencing, history=History.for_role(chosen), policy=load_policy(client)
+        installed = load_policy(client)
+        roster = Roster(
+            client,
+            chosen,
+            impl,
+            expiry_wait=expiry_wait(client, settings.session_timeout),
+            acl=installed.for_node(MASTERS),
+        )
+        role = MASTERS_BY_IMPL[impl](
+            client, chosen, fenced=not no_fencing, history=History.for_role(chosen), policy=installed
         )
         on_stop_signals(role.stop)
         role.run()
     finally:
+        if roster is not None:
+            roster.leave()
         close_quietly(client)
         stopped()
+
+
+def expiry_wait(client, asked: float) -> float:  # noqa: ANN001
+    """How long an id held by a killed previous run can take to be freed: its session timeout, and a margin."""
+    return (granted_session_timeout(client, asked) or asked) + 2.0
 
 
 @friendly_errors

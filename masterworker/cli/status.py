@@ -12,7 +12,7 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from masterworker.admin import system_view
+from masterworker.admin import describe_masters, system_view
 from masterworker.cli.common import (
     DEFAULTS,
     Auth,
@@ -33,7 +33,7 @@ from masterworker.zkops import RECOVERABLE
 
 
 def render(view: dict[str, Any]) -> None:
-    console.print(f"active master: [bold]{view['master'] or '(none: backups are running for it)'}[/]", highlight=False)
+    console.print(describe_masters(view), highlight=False)
     workers = Table(title=f"workers ({len(view['workers'])})")
     for column in ("worker", "slots", "assigned"):
         workers.add_column(column)

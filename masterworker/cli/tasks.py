@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from masterworker.cli.common import (
@@ -21,12 +23,14 @@ from masterworker.cli.common import (
     default_id,
     err_console,
     friendly_errors,
+    notice,
     positive,
     setup,
 )
 from masterworker.client import (
     DEFAULT_BACKLOG_CAP,
     OutcomeUnknown,
+    check_task_name,
     consume_status,
     encode_task,
     parse_task_file,
@@ -36,12 +40,14 @@ from masterworker.client import (
     submit_all,
     wait_for_all,
     wait_for_status,
+    whereabouts,
 )
 from masterworker.connection import close_quietly, connect
 from masterworker.errors import BadInput
 from masterworker.history import History
 from masterworker.protocol import DEFAULT_TASK_TIMEOUT, TaskSpec, TaskStatus
 from masterworker.security import apply_role_acl
+from masterworker.zkops import RECOVERABLE
 
 EXIT_TIMED_OUT = 3
 PROGRESS_COLUMNS = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
@@ -71,17 +77,56 @@ def show_status(task: str, status: TaskStatus, as_json: bool) -> None:
         console.out(status.output.rstrip("\n"), highlight=False)
 
 
-def finish(task: str, status: TaskStatus | None, as_json: bool, keep: bool, client) -> None:  # noqa: ANN001
+def finish(
+    task: str, status: TaskStatus | None, as_json: bool, keep: bool, client, waited: float | None = None
+) -> None:  # noqa: ANN001
     if status is None:
+        where = whereabouts(client, task)
         if as_json:
-            console.print_json(json.dumps({"task": task, "state": "waiting"}))
+            console.print_json(json.dumps({"task": task, "state": "waiting", "where": where}))
         else:
-            console.print(f"{task} has not finished yet (see 'mw result {task} --wait')", highlight=False)
+            after = f" after {waited:g} s" if waited else " yet"
+            console.print(f"{task} has not finished{after}: {where}", highlight=False)
+            notice(f"its result stays available: mw result {task} --wait", style="dim")
         raise typer.Exit(EXIT_TIMED_OUT)
     show_status(task, status, as_json)
     if not keep:
         consume_status(client, task)
     raise typer.Exit(0 if status.ok else 1)
+
+
+class Waiting:
+    """What a waiting ``mw submit`` shows on a terminal: a spinner, the elapsed time, where the task is."""
+
+    def __init__(self, client, task: str, enabled: bool) -> None:  # noqa: ANN001
+        self.client, self.task = client, task
+        self.started = time.monotonic()
+        self.where = "submitted"
+        self._looked = 0.0
+        self._status = err_console.status(self._text()) if enabled and err_console.is_terminal else None
+
+    def _text(self) -> str:
+        return f"{self.task}: {escape(self.where)} ({time.monotonic() - self.started:.0f} s)"
+
+    def tick(self) -> None:
+        if self._status is None:
+            return
+        if time.monotonic() - self._looked >= 2.0:  # a few reads: not every second
+            self._looked = time.monotonic()
+            try:
+                self.where = whereabouts(self.client, self.task)
+            except RECOVERABLE:
+                self.where = "ZooKeeper connection lost: reconnecting"
+        self._status.update(self._text())
+
+    def __enter__(self) -> Waiting:
+        if self._status is not None:
+            self._status.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._status is not None:
+            self._status.stop()
 
 
 @friendly_errors
@@ -137,19 +182,27 @@ def submit_command(
     history = History.for_role(spec.client)  # only under mw chaos (MW_RUN_DIR): the checker's input
     history.record("submit-invoke")
     try:
-        try:
-            task = submit(client, spec, backlog_cap=backlog_cap)
-        except BaseException as exc:
-            history.record(
-                "submit-unknown" if isinstance(exc, OutcomeUnknown | KeyboardInterrupt) else "submit-fail",
-                error=type(exc).__name__,
-            )
-            raise
+        task = submit(client, spec, backlog_cap=backlog_cap)
+    except BaseException as exc:
+        history.record(
+            "submit-unknown" if isinstance(exc, OutcomeUnknown | KeyboardInterrupt) else "submit-fail",
+            error=type(exc).__name__,
+        )
+        close_quietly(client)
+        raise
         history.record("submit-ok", task=task)
+    try:
         if no_wait:
             console.print_json(json.dumps({"task": task})) if as_json else console.print(task, highlight=False)
             return
-        finish(task, wait_for_status(client, task, timeout), as_json, keep=False, client=client)
+        if not as_json:
+            notice(f"submitted {task}; waiting for its result (Ctrl-C stops the waiting, not the task)", "dim")
+        with Waiting(client, task, enabled=not as_json) as waiting:
+            status = wait_for_status(client, task, timeout, tick=waiting.tick)
+        finish(task, status, as_json, keep=False, client=client, waited=timeout)
+    except KeyboardInterrupt:
+        notice(f"interrupted: {task} was submitted and goes on; its result later: mw result {task} --wait")
+        raise typer.Exit(130) from None
     finally:
         close_quietly(client)
 
@@ -173,11 +226,19 @@ def result_command(
     """
     settings = setup(zk, session_timeout, log_level, log_json, auth=auth)
     positive(timeout, "--timeout")
+    check_task_name(task)
     client = connect(settings)
     try:
         require_known_task(client, task)
-        status = wait_for_status(client, task, timeout) if wait else read_status(client, task)
-        finish(task, status, as_json, keep, client)
+        if wait:
+            with Waiting(client, task, enabled=not as_json) as waiting:
+                status = wait_for_status(client, task, timeout, tick=waiting.tick)
+        else:
+            status = read_status(client, task)
+        finish(task, status, as_json, keep, client, waited=timeout if wait else None)
+    except KeyboardInterrupt:
+        notice(f"interrupted: {task} goes on; ask again later: mw result {task} --wait")
+        raise typer.Exit(130) from None
     finally:
         close_quietly(client)
 
@@ -199,6 +260,9 @@ def submit_file(
         raise BadInput(f"cannot read {file}: {exc.strerror}") from None
     specs = parse_task_file(text, task_timeout, default_id("client"))
     client = connect(settings)
+    tasks: list[str] = []
+    statuses: dict[str, TaskStatus] = {}
+    interrupted = False
     try:
         apply_role_acl(client, "client")
         with Progress(*PROGRESS_COLUMNS, console=err_console, transient=as_json) as bar:
@@ -206,36 +270,51 @@ def submit_file(
             tasks = submit_all(
                 client, specs, batch=batch, backlog_cap=backlog_cap, progress=lambda n: bar.advance(submitting, n)
             )
-            if no_wait:
-                statuses: dict[str, TaskStatus] = {}
-            else:
+            if not no_wait:
                 finishing = bar.add_task("finished ", total=len(tasks))
-                statuses = wait_for_all(client, tasks, timeout, progress=lambda n: bar.advance(finishing, n))
-        for task in statuses:
-            consume_status(client, task)
+                try:
+                    wait_for_all(client, tasks, timeout, lambda n: bar.advance(finishing, n), found=statuses)
+                except KeyboardInterrupt:
+                    interrupted = True
+        for task, status in statuses.items():
+            if status.ok:  # a failed task's record stays, so its output can still be read
+                consume_status(client, task)
     finally:
         close_quietly(client)
-    failed = [t for t, s in statuses.items() if not s.ok]
+    failed = {t: s for t, s in statuses.items() if not s.ok}
+    waiting = [t for t in tasks if t not in statuses] if not no_wait else []
     if as_json:
         console.print_json(
             json.dumps(
                 {
                     "tasks": tasks,
                     "done": len(statuses) - len(failed),
-                    "failed": failed,
-                    "waiting": [t for t in tasks if t not in statuses] if not no_wait else [],
+                    "failed": list(failed),
+                    "failures": {t: {"exit_code": s.exit_code, "reason": s.reason} for t, s in failed.items()},
+                    "waiting": waiting,
                 }
             )
         )
     elif no_wait:
         console.out("\n".join(tasks), highlight=False)
     else:
+        for task, status in failed.items():
+            console.print(
+                f"{task} [red]failed[/] on {status.worker or '?'} ({status.reason or 'no reason given'})"
+                f": output kept, see mw result {task}",
+                highlight=False,
+            )
+        if interrupted and waiting:
+            console.out("\n".join(waiting), highlight=False)
         console.print(
-            f"{len(statuses) - len(failed)} done, {len(failed)} failed, {len(tasks) - len(statuses)} not finished",
+            f"{len(statuses) - len(failed)} done, {len(failed)} failed, {len(waiting)} not finished",
             highlight=False,
         )
+    if interrupted:
+        notice(f"interrupted: the {len(waiting)} tasks not finished (listed above) go on; mw result NAME --wait")
+        raise typer.Exit(130)
     if no_wait:
         return
-    if len(statuses) < len(tasks):
+    if waiting:
         raise typer.Exit(EXIT_TIMED_OUT)
     raise typer.Exit(1 if failed else 0)

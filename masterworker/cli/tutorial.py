@@ -10,12 +10,12 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from masterworker.cli.common import console, friendly_errors
+from masterworker.cli.common import command_group, console, friendly_errors
 from masterworker.errors import BadInput
 from masterworker.tutorial import Outcome, Step, chapters, run_tutorial, title
 from masterworker.zk.server import free_port
 
-app = typer.Typer(help="Executable tutorials, one per chapter of the book.", no_args_is_help=True)
+app = command_group("Executable tutorials, one per chapter of the book.")
 
 
 @app.command("list")

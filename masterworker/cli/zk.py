@@ -19,6 +19,7 @@ from masterworker.cli.common import (
     LogJson,
     LogLevel,
     ZkHosts,
+    command_group,
     console,
     fail,
     friendly_errors,
@@ -28,9 +29,7 @@ from masterworker.errors import BadInput
 from masterworker.zk.fourletter import server_facts
 from masterworker.zk.server import LocalZooKeeper
 
-app = typer.Typer(
-    help="Run a local ZooKeeper (standalone or an ensemble) and look at its servers.", no_args_is_help=True
-)
+app = command_group("Run a local ZooKeeper (standalone or an ensemble) and look at its servers.")
 
 
 @app.command("start")
