@@ -1,0 +1,218 @@
+"""The command line as a user types it: exit codes, one readable line, no traceback, no hang.
+
+Every test runs ``mw`` as a subprocess against the suite's real ZooKeeper, in a chroot of the
+test's own, and checks what a refusal leaves behind in ZooKeeper (nothing).
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from kazoo.client import KazooClient
+
+from masterworker.protocol import MASTERS, STATUS, TASKS
+from masterworker.zk.server import LocalZooKeeper
+from tests.helpers import run_mw, wait_until
+
+
+def one_error_line(result: subprocess.CompletedProcess) -> str:
+    """The single line a refusal prints on stderr (and no traceback anywhere)."""
+    assert "Traceback" not in result.stderr + result.stdout, result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, lines
+    assert lines[0].startswith("error: "), lines
+    return lines[0]
+
+
+def mw_bytes(*args: str | bytes, env: dict[str, str], timeout: float = 30) -> subprocess.CompletedProcess:
+    """Like run_mw, but arguments may be bytes (a name that is not UTF-8, as a shell can pass it)."""
+    return subprocess.run(
+        [sys.executable.encode(), b"-m", b"masterworker", *(a if isinstance(a, bytes) else a.encode() for a in args)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+# -- no master ---------------------------------------------------------------------------------
+
+
+def test_submit_without_any_master_queues_the_task_and_says_why_it_waits(
+    mw_env: dict[str, str], zk: KazooClient
+) -> None:
+    started = time.monotonic()
+    result = run_mw("submit", "--timeout", "2", "--", "echo", "hi", env=mw_env, timeout=30)
+    assert time.monotonic() - started < 15
+    assert result.returncode == 3, result.stderr
+    task, _, why = result.stdout.strip().partition(" has not finished after 2 s: ")
+    assert "no master is running" in why, result.stdout
+    assert zk.get_children(TASKS) == [task]  # queued: the first master will assign it
+    assert f"mw result {task} --wait" in result.stderr
+
+
+def test_submit_no_wait_never_waits_for_a_master(mw_env: dict[str, str], zk: KazooClient) -> None:
+    started = time.monotonic()
+    result = run_mw("submit", "--no-wait", "--", "echo", "hi", env=mw_env, timeout=30)
+    assert time.monotonic() - started < 10
+    assert result.returncode == 0, result.stderr
+    assert zk.get_children(TASKS) == [result.stdout.strip()]
+
+
+def test_status_tells_no_master_from_backups_waiting(mw_env: dict[str, str], spawn, zk: KazooClient) -> None:
+    never = run_mw("status", env=mw_env)
+    assert never.returncode == 0
+    assert never.stdout.splitlines()[0].startswith("no master is running, and none has ever run here")
+    spawn("master", "--id", "m1")
+    spawn("master", "--id", "m2")
+    wait_until(lambda: sorted(zk.get_children(MASTERS)) == ["m1", "m2"] if zk.exists(MASTERS) else False)
+    both = run_mw("status", env=mw_env)
+    assert both.stdout.splitlines()[0] in ("active master: m1; backups: m2", "active master: m2; backups: m1")
+    view = json.loads(run_mw("status", "--json", env=mw_env).stdout)
+    assert sorted([view["master"], *view["backups"]]) == ["m1", "m2"]
+
+
+# -- chroots -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("status",),
+        ("submit", "--no-wait", "--", "echo", "hi"),
+        ("submit", "--timeout", "2", "--", "echo", "hi"),
+        ("result", "task-0123456789ab-0000000001"),
+        ("worker", "--id", "w1"),
+    ],
+    ids=lambda a: " ".join(a[:2]),
+)
+def test_a_missing_chroot_is_one_line_and_nothing_is_created(
+    args: tuple[str, ...], mw_env: dict[str, str], zk: KazooClient
+) -> None:
+    env = {**mw_env, "MW_ZK": mw_env["MW_ZK"] + "/nope"}
+    result = run_mw(*args, env=env, timeout=30)
+    assert result.returncode == 2
+    line = one_error_line(result)
+    assert "/nope does not exist" in line and "UserWarning" not in result.stderr
+    assert zk.get_children("/") == []
+
+
+def test_a_master_creates_its_missing_chroot(mw_env: dict[str, str], spawn, zk: KazooClient) -> None:
+    env = {**mw_env, "MW_ZK": mw_env["MW_ZK"] + "/team-a/prod"}
+    spawn("master", "--id", "m1", env=env)
+    wait_until(lambda: zk.exists("/team-a/prod/master"), what="the master under its new chroot")
+
+
+# -- names -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", [".", "..", "/", "a/b", "a\x01b", "", b"task-\xff"], ids=repr)
+def test_bad_task_names_are_refused_before_zookeeper(name: str | bytes, mw_env: dict[str, str]) -> None:
+    result = mw_bytes("result", name, env=mw_env)
+    assert result.returncode == 2
+    assert "is not a task name" in one_error_line(result)
+
+
+def test_result_of_an_unknown_task_before_any_master(mw_env: dict[str, str], zk: KazooClient) -> None:
+    result = run_mw("result", "task-0123456789ab-0000000001", env=mw_env)
+    assert result.returncode == 2
+    assert "no task named" in one_error_line(result)
+    assert zk.get_children("/") == []
+
+
+@pytest.mark.parametrize("role", ["master", "worker"])
+def test_an_empty_id_is_bad_input(role: str, mw_env: dict[str, str], zk: KazooClient) -> None:
+    result = run_mw(role, "--id", "", env=mw_env)
+    assert result.returncode == 2
+    assert "is not a valid" in one_error_line(result)
+    assert zk.get_children("/") == []
+
+
+def test_a_second_master_with_the_same_id_is_refused(mw_env: dict[str, str], spawn, zk: KazooClient) -> None:
+    spawn("master", "--id", "m1")
+    wait_until(lambda: zk.exists(f"{MASTERS}/m1"), what="m1 in the roster")
+    started = time.monotonic()
+    result = run_mw("master", "--id", "m1", env=mw_env, timeout=30)
+    assert time.monotonic() - started < 10
+    assert result.returncode == 1
+    assert "master id 'm1' is already in use by a running process" in one_error_line(result)
+    assert zk.get("/master")[0] == b"m1" and zk.exists(f"{MASTERS}/m1")  # the running m1 is undisturbed
+
+
+# -- results are never silently lost ---------------------------------------------------------------
+
+
+def test_ctrl_c_of_a_waiting_submit_names_the_task_and_the_result_survives(
+    mw_env: dict[str, str], spawn, zk: KazooClient
+) -> None:
+    spawn("master", "--id", "m1")
+    spawn("worker", "--id", "w1")
+    submit = subprocess.Popen(
+        [sys.executable, "-m", "masterworker", "submit", "--", "sh", "-c", "sleep 1; echo later"],
+        env=mw_env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    wait_until(lambda: zk.exists("/assign/w1") and zk.get_children("/assign/w1"), what="the task running")
+    asked = time.monotonic()
+    submit.send_signal(signal.SIGINT)
+    _, err = submit.communicate(timeout=10)
+    assert time.monotonic() - asked < 2
+    assert submit.returncode == 130
+    assert "Traceback" not in err
+    task = err.split("interrupted: ", 1)[1].split()[0]
+    assert f"mw result {task} --wait" in err
+    later = run_mw("result", task, "--wait", "--timeout", "30", env=mw_env)
+    assert later.returncode == 0, later.stderr
+    assert later.stdout.splitlines() == [f"{task} done on w1 (exit code 0)", "later"]
+
+
+def test_submit_file_names_each_failed_task_and_keeps_its_output(
+    mw_env: dict[str, str], spawn, zk: KazooClient, tmp_path: Path
+) -> None:
+    spawn("master", "--id", "m1")
+    spawn("worker", "--id", "w1", "--slots", "2")
+    tasks = tmp_path / "tasks.txt"
+    tasks.write_text("echo fine\nsh -c 'echo broken; exit 3'\n")
+    result = run_mw("submit", "--file", str(tasks), "--timeout", "60", env=mw_env, timeout=90)
+    assert result.returncode == 1, result.stderr
+    failed = [line for line in result.stdout.splitlines() if " failed on " in line]
+    assert len(failed) == 1 and "(exit code 3)" in failed[0], result.stdout
+    task = failed[0].split()[0]
+    assert f"see mw result {task}" in failed[0]
+    assert result.stdout.splitlines()[-1] == "1 done, 1 failed, 0 not finished"
+    kept = run_mw("result", task, env=mw_env)
+    assert kept.returncode == 1
+    assert kept.stdout.splitlines()[1] == "broken"
+    assert zk.get_children(STATUS) == []  # collected now; the done task was collected by the submit
+
+
+# -- logs ----------------------------------------------------------------------------------------
+
+
+def test_log_json_makes_every_stderr_line_json(mw_env: dict[str, str], zk_server: LocalZooKeeper) -> None:
+    env = {**mw_env, "MW_ZK": mw_env["MW_ZK"] + "/nope"}
+    refused = run_mw("status", "--log-json", env=env)
+    warned = run_mw("status", "--log-json", "--session-timeout", "1000000", env=mw_env)
+    assert refused.returncode == 2 and warned.returncode == 0
+    for result in (refused, warned):
+        lines = [line for line in result.stderr.splitlines() if line.strip()]
+        assert lines, "expected a line on stderr"
+        for line in lines:
+            record = json.loads(line)["record"]
+            assert record["level"]["name"] in ("ERROR", "WARNING")
+    assert "does not exist" in json.loads(refused.stderr)["record"]["message"]
+
+
+def test_a_session_timeout_beyond_the_servers_bounds_says_what_was_granted(mw_env: dict[str, str]) -> None:
+    result = run_mw("status", "--session-timeout", "1000000", env=mw_env)
+    assert result.returncode == 0
+    assert "asked for a 1000000 s session timeout; the server grants" in result.stderr
