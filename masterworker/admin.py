@@ -90,13 +90,20 @@ def system_view(client: KazooClient) -> dict[str, Any]:
     }
 
 
-def describe_masters(view: dict[str, Any]) -> str:
-    """One line that tells an active master, a takeover under way and no master at all apart."""
+def describe_masters(view: dict[str, Any], brief: bool = False) -> str:
+    """One line that tells an active master, a takeover under way and no master at all apart.
+
+    ``brief``: without the advice, for the one-line header of the live view.
+    """
     backups = ", ".join(view["backups"])
     if view["master"]:
         return f"active master: {view['master']}" + (f"; backups: {backups}" if backups else "; no backup running")
     if backups:
-        return f"no active master: backups {backups} are running for it (a takeover is under way)"
+        return f"no active master: backups {backups} are running for it" + (
+            "" if brief else " (a takeover is under way)"
+        )
+    if brief:
+        return "no master is running"
     if not view["set_up"]:
         return "no master is running, and none has ever run here: start one with 'mw master'"
     return "no master is running: start one with 'mw master' (tasks wait in /tasks until then)"

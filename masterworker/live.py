@@ -48,7 +48,7 @@ def backlog_warning(pending: int, cap: int) -> str | None:
 def render(view: dict[str, Any], rate: float | None, cap: int) -> Group:
     running = sum(len(w["assigned"]) for w in view["workers"].values())
     header = Text.assemble(
-        (describe_masters(view), "green" if view["master"] else "red"),
+        (describe_masters(view, brief=True), "green" if view["master"] else "red"),
         f"   workers: {len(view['workers'])}   pending: {len(view['pending']):,}   assigned: {running:,}   ",
         ("tasks/s: ", "bold"), "-" if rate is None else f"{rate:,.1f}",
     )  # fmt: skip
