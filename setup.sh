@@ -34,7 +34,8 @@ apt_install() {
 
 python="${PYTHON:-python3}"
 if ! "$python" -c 'import sys; assert sys.version_info >= (3, 11)' 2>/dev/null; then
-  echo "setup.sh: masterworker needs Python 3.11 or newer; $python is $("$python" -V 2>&1 || echo missing) (set PYTHON=/path/to/python3.11)" >&2
+  found=$("$python" -V 2>/dev/null || echo "not found")
+  echo "setup.sh: masterworker needs Python 3.11 or newer; $python is $found (set PYTHON=/path/to/python3.11)" >&2
   exit 2
 fi
 
