@@ -216,3 +216,20 @@ def test_a_session_timeout_beyond_the_servers_bounds_says_what_was_granted(mw_en
     result = run_mw("status", "--session-timeout", "1000000", env=mw_env)
     assert result.returncode == 0
     assert "asked for a 1000000 s session timeout; the server grants" in result.stderr
+
+
+def test_a_waiting_submit_shows_a_spinner_with_where_the_task_is(mw_env: dict[str, str], spawn) -> None:
+    from tests.integration.test_live_view import Terminal
+
+    env = dict(mw_env, TERM="xterm-256color", COLUMNS="100", LINES="30")
+    terminal = Terminal(["submit", "--", "sleep", "30"], env)
+    try:
+        wait_until(lambda: "no master is running" in terminal.text(), 20, "the spinner to say why it waits")
+        assert "submitted task-" in terminal.text()
+        spawn("master", "--id", "m1")
+        spawn("worker", "--id", "w1")
+        wait_until(lambda: "running on w1" in terminal.text(), 30, "the spinner to follow the task")
+        terminal.child.sendintr()
+        wait_until(lambda: "interrupted: task-" in terminal.text(), 10, "the interrupted line")
+    finally:
+        terminal.child.close(force=True)
