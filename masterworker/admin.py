@@ -16,6 +16,7 @@ from kazoo.exceptions import NoNodeError
 from masterworker.multiread import get_many
 from masterworker.protocol import (
     ASSIGN,
+    EPOCH,
     MASTER,
     MASTERS,
     STATUS,
@@ -43,10 +44,11 @@ def _read_all(client: KazooClient, paths: list[str]) -> dict[str, bytes]:
 
 
 def system_view(client: KazooClient) -> dict[str, Any]:
-    """``{"master", "backups", "set_up", "workers": {id: {"assigned", "slots"}}, "pending", "done", "orphaned"}``.
+    """``{"master", "backups", "ever_had_master", "workers": {id: {"assigned", "slots"}}, "pending",
+    "done", "orphaned"}``.
 
     ``backups`` are the running masters other than the active one (``/masters``, see roster.py);
-    ``set_up`` is False while no master has ever created the parents.
+    ``ever_had_master`` is False while no master has ever run here.
     """
     try:
         master: str | None = client.get(MASTER)[0].decode("utf-8", "replace")
@@ -82,7 +84,7 @@ def system_view(client: KazooClient) -> dict[str, Any]:
     return {
         "master": master,
         "backups": backups,
-        "set_up": client.exists(TASKS) is not None,
+        "ever_had_master": client.exists(EPOCH) is not None,  # every master's bootstrap creates /epoch
         "workers": view_workers,
         "pending": submission_order(_children(client, TASKS)),
         "done": done,
@@ -104,6 +106,6 @@ def describe_masters(view: dict[str, Any], brief: bool = False) -> str:
         )
     if brief:
         return "no master is running"
-    if not view["set_up"]:
+    if not view["ever_had_master"]:
         return "no master is running, and none has ever run here: start one with 'mw master'"
     return "no master is running: start one with 'mw master' (tasks wait in /tasks until then)"

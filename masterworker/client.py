@@ -12,9 +12,8 @@ make a second task. So the name carries a random id (``task-<guid>-<sequence>``,
 "protected" idea): after ConnectionLoss the client syncs, looks for that id under ``/tasks``,
 ``/assign/*`` and ``/status``, and creates again only when it is nowhere.
 
-**No master yet.** A client that finds no ``/tasks`` creates the parents itself, the same
-idempotent way a master does (only those missing: in a secured system only masters may create
-at the root), so a task can be queued before any master has run; it waits in ``/tasks``.
+**No master yet.** A client that finds no ``/tasks`` creates it, the same idempotent way a
+master does, so a task can be queued before any master has run; it waits in ``/tasks``.
 ``whereabouts`` says in words where a task is and what it waits for.
 
 **Waiting.** The client sets an ``exists`` watch on ``/status/<task>`` (the status may already be
@@ -39,7 +38,6 @@ from masterworker.protocol import (
     ASSIGN,
     MASTER,
     MAX_TASK_BYTES,
-    PARENTS,
     STATUS,
     TASK_PREFIX,
     TASKS,
@@ -87,14 +85,19 @@ def check_backlog(client: KazooClient, cap: int) -> None:
         raise BacklogFull(f"{stat.numChildren:,} tasks are pending (the cap is {cap:,}): try again later")
 
 
-def ensure_parents(client: KazooClient) -> None:
-    """Create whichever of /tasks, /assign, /workers, /status is missing (NodeExists is success)."""
-    for path in PARENTS:
-        if client.exists(path) is None:
-            try:
-                client.create(path, b"")
-            except NodeExistsError:
-                pass
+def ensure_tasks(client: KazooClient) -> None:
+    """Create /tasks if it is missing (NodeExists is success), as a master's bootstrap would.
+
+    Only /tasks: a worker registers once it finds /workers and /assign, and a secure master
+    writes /security before creating those, so that no worker registers with open ACLs. Had a
+    client created them, a worker could register before the policy exists. A secure master sets
+    the ACL of an existing /tasks when it starts.
+    """
+    if client.exists(TASKS) is None:
+        try:
+            client.create(TASKS, b"")
+        except NodeExistsError:
+            pass
 
 
 def submit(
@@ -107,7 +110,7 @@ def submit(
     data = encode_task(spec)
     stop = stop or threading.Event()
     guid = new_guid()
-    ensure_parents(client)
+    ensure_tasks(client)
     check_backlog(client, backlog_cap)
     while True:
         try:
@@ -127,7 +130,7 @@ def submit(
                 logger.info("the create did happen: our task is {}", found)
                 return found
         except NoNodeError:  # /tasks vanished (an operator wiped the tree): create it again
-            ensure_parents(client)
+            ensure_tasks(client)
 
 
 def locate(client: KazooClient, guids: list[str]) -> dict[str, str]:
@@ -176,7 +179,7 @@ def submit_payloads(
     First pass: every request in flight at once. Second pass, only after a ConnectionLoss: each
     group whose outcome is unknown is looked for (``locate``) and created again only if absent.
     """
-    ensure_parents(client)
+    ensure_tasks(client)
     check_backlog(client, backlog_cap)
     guids = [new_guid() for _ in data]
     size = batch or 256

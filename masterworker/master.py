@@ -7,19 +7,20 @@ Usage::
 
 **Election (ch. 3).** Every master tries to create the ephemeral ``/master``; one succeeds and
 is the active master, the others are backups that watch ``/master`` and run again when it is
-deleted (its owner's session closed or expired). The create and a bump of ``/epoch``'s version
-are one transaction, so the newest master always holds the highest epoch.
+deleted (its owner's session closed or expired). The create and the master's fencing token
+(``/epoch/epoch-<N>-<guid>``, replacing the older tokens) are one transaction (``fencing.py``).
 
 **Fencing (ch. 5).** A master paused past its session timeout (a long GC, SIGSTOP) wakes up
-believing it is still master: a zombie. Every transaction a master writes begins with
-``check(/epoch, my_epoch)``; once a newer master has been elected, the zombie's writes fail
-and change nothing, and the zombie steps down.
+believing it is still master: a zombie. Every transaction a master writes begins with a check
+of its token; once a newer master has been elected the token is gone, the zombie's writes fail
+and change nothing, and it gives up ``/master`` (if it still holds it) and becomes a backup.
 
 **Assignment (ch. 4).** One-time watches on ``/workers``, ``/tasks`` and each ``/assign/<w>``
 tell the master what changed; after each it re-reads the children (and sets the watch again).
 Each pending task moves to the least-loaded worker with room (its slots plus a small
-prefetch, which the worker announces), in submission order, in one transaction: check the epoch, create the assignment,
-delete the task. Many tasks may share one transaction; each still moves atomically.
+prefetch, which the worker announces), in submission order, in one transaction: check the
+fencing token, create the assignment, delete the task. Many tasks may share one transaction;
+each still moves atomically.
 
 **Recovery (ch. 4 and 5).** When a worker's ephemeral node goes, its assigned tasks go back to
 ``/tasks`` (create the task, delete the assignment, in one transaction), except tasks that have
@@ -41,10 +42,11 @@ from collections import deque
 from dataclasses import dataclass, field
 
 from kazoo.client import KazooClient, KazooState
-from kazoo.exceptions import BadVersionError, NodeExistsError, NoNodeError, NotEmptyError
+from kazoo.exceptions import NodeExistsError, NoNodeError, NotEmptyError
 from kazoo.protocol.states import WatchedEvent
 from loguru import logger
 
+from masterworker.fencing import Token, claim, deposed, fence, next_token
 from masterworker.history import History
 from masterworker.multiread import get_many
 from masterworker.protocol import (
@@ -64,7 +66,15 @@ from masterworker.protocol import (
     worker_path,
 )
 from masterworker.security import Policy, install_policy, load_policy
-from masterworker.zkops import RECOVERABLE, SessionEvents, ensure_nodes, failure, session_id, wait_connected
+from masterworker.zkops import (
+    RECOVERABLE,
+    SessionEvents,
+    ensure_nodes,
+    failure,
+    give_up_master,
+    owns_ephemeral,
+    wait_connected,
+)
 
 # Tasks per assignment transaction: each task is still moved atomically.
 BATCH = 64
@@ -80,7 +90,7 @@ class MasterState(enum.Enum):
 
 
 class Deposed(Exception):
-    """A fenced transaction failed on the epoch check: a newer master exists."""
+    """A fenced transaction failed on its token check: a newer master exists, or the token was removed."""
 
 
 @dataclass
@@ -134,7 +144,7 @@ class Master:
         self.history = history or History(None)
         self.policy = policy  # None: use the policy the system already has (chapter 6)
         self.state = MasterState.BACKUP
-        self.epoch: int | None = None
+        self.token: Token | None = None  # our fencing token while elected
         self.cluster = Cluster()
         self.events: queue.Queue = queue.Queue()
         self._stop = threading.Event()
@@ -158,7 +168,7 @@ class Master:
             try:
                 self._step()
             except Deposed:
-                self._step_down("a newer master was elected (our epoch check failed)")
+                self._step_down("our fencing token is gone (a newer master, or someone removed it)", give_up=True)
             except RECOVERABLE as exc:
                 logger.warning(
                     "{} during {} work: will re-read everything once connected",
@@ -260,38 +270,36 @@ class Master:
             self._announce_backup()
 
     def _run_for_master(self) -> None:
-        """Create /master and bump /epoch in one transaction; on ConnectionLoss, check who won."""
+        """Create /master and our fencing token in one transaction; on ConnectionLoss, check who won."""
+        try:
+            token, older = next_token(self.client.get_children(EPOCH))
+        except NoNodeError:  # /epoch was removed: create it again (bootstrap), then run
+            self._bootstrap()
+            self._dirty.add("run")
+            return
         txn = self.client.transaction()
-        txn.create(MASTER, self.id.encode(), ephemeral=True, acl=self.policy.for_node(MASTER) if self.policy else None)
-        txn.set_data(EPOCH, self.id.encode())
+        acl = self.policy.for_node if self.policy else (lambda _: None)
+        claim(txn, self.id, token, older, acl(MASTER), acl(EPOCH))
         try:
             results = txn.commit()
         except RECOVERABLE:
             # The create may have happened: the book's "ConnectionLoss means check whether you won".
             wait_connected(self.client, self._stop)
-            if self._owns_master():
+            if owns_ephemeral(self.client, MASTER) and self.client.exists(token.path):
                 logger.info("ConnectionLoss on the /master create, read /master: it is ours")
-                self._become_master(self.client.get(EPOCH)[1].version)
+                self._become_master(token)
             else:
                 self._dirty.add("run")
             return
         failed = failure(results)
         if failed is None:
-            self._become_master(results[1].version)
-        elif isinstance(failed[1], NodeExistsError):
+            self._become_master(token)
+        elif isinstance(failed[1], NodeExistsError) and failed[0] == 0:
             self._announce_backup()
-        elif isinstance(failed[1], NoNodeError):  # /epoch was removed under us: bootstrap again
-            self._bootstrap()
+        elif isinstance(failed[1], NoNodeError):  # /epoch, or an older token, changed meanwhile: again
             self._dirty.add("run")
         else:
             raise failed[1]
-
-    def _owns_master(self) -> bool:
-        try:
-            _, stat = self.client.get(MASTER)
-        except NoNodeError:
-            return False
-        return stat.ephemeralOwner == session_id(self.client)
 
     def _announce_backup(self) -> None:
         if self._announced_backup:
@@ -307,38 +315,42 @@ class Master:
     def _on_master_event(self, event: WatchedEvent) -> None:
         self.events.put(("run", None))
 
-    def _become_master(self, epoch: int) -> None:
+    def _become_master(self, token: Token) -> None:
         self._bootstrap()
-        self.epoch = epoch
+        self.token = token
         self.state = MasterState.ELECTED
         self._resync = True
         self._announced_backup = False
-        self.history.record("elected", master=self.id, epoch=epoch)
-        logger.success("{} elected master (epoch {})", self.id, epoch)
+        self.history.record("elected", master=self.id, epoch=token.number)
+        logger.success("{} elected master (epoch {})", self.id, token.number)
         self.elected.set()  # last: whoever waits for it finds the history and the log written
 
     def _become_backup(self) -> None:
         self.state = MasterState.BACKUP
         self.elected.clear()
-        self.epoch = None
+        self.token = None
         self.cluster = Cluster()
         self._resync = True
         self._dirty = {"run"}
 
-    def _step_down(self, why: str) -> None:
+    def _step_down(self, why: str, give_up: bool = False) -> None:
+        """Become a backup; with ``give_up``, also delete /master if we still hold it, so that an
+        election runs at once (standing down while holding /master would stall every backup)."""
         logger.warning("{} steps down: {}", self.id, why)
+        if give_up:
+            give_up_master(self.client)
         self._become_backup()
 
     def _confirm_leadership(self) -> None:
-        """After SUSPENDED then CONNECTED: the same session, but did we keep /master?"""
-        epoch_now = self.client.get(EPOCH)[1].version
-        if self._owns_master() and epoch_now == self.epoch:
-            logger.info("reconnected and /master is still ours (epoch {}): resuming", self.epoch)
+        """After SUSPENDED then CONNECTED: the same session, but did we keep /master and our token?"""
+        token_there = self.token is not None and self.client.exists(self.token.path) is not None
+        if owns_ephemeral(self.client, MASTER) and token_there:
+            logger.info("reconnected and /master is still ours (epoch {}): resuming", self.token.number)
             self.state = MasterState.ELECTED
             self.elected.set()
             self._resync = True
         else:
-            self._step_down("reconnected, but /master is no longer ours")
+            self._step_down("reconnected, but /master or our fencing token is no longer ours", give_up=True)
 
     # -- reading the system ----------------------------------------------------------------------
     def _watch(self, kind: str, value: str | None = None):  # noqa: ANN202 - a kazoo watcher
@@ -430,7 +442,7 @@ class Master:
     def _transaction(self):  # noqa: ANN202 - kazoo's TransactionRequest
         txn = self.client.transaction()
         if self.fenced:
-            txn.check(EPOCH, self.epoch)
+            fence(txn, self.token)
         return txn
 
     def _commit(self, txn) -> list[object]:  # noqa: ANN001
@@ -517,8 +529,7 @@ class Master:
             self._settle_batch(batch, self._check_fencing(async_result.get()))
 
     def _check_fencing(self, results: list[object]) -> list[object]:
-        failed = failure(results)
-        if failed is not None and self.fenced and failed[0] == 0 and isinstance(failed[1], BadVersionError):
+        if self.fenced and deposed(results):
             raise Deposed()
         return results
 

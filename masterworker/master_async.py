@@ -9,7 +9,7 @@ The default master (``master.py``) runs its own thread and makes blocking calls.
 no blocking call at all: every ZooKeeper operation is a ``*_async`` call whose result is handled
 by a callback attached with ``rawlink``, and each callback starts the next operations, the way
 ``master.c`` chains ``zoo_acreate``/``zoo_aget_children`` completions. The same protocol and
-guarantees: election with an ``/epoch`` bump in one transaction, fenced transactional
+guarantees: election with a fencing token in one transaction (``fencing.py``), fenced transactional
 assignment within each worker's capacity, recovery of dead workers' tasks, reconciliation by a
 new master, SUSPENDED pausing and LOST demoting.
 
@@ -35,10 +35,11 @@ from collections.abc import Callable
 from typing import Any
 
 from kazoo.client import KazooClient, KazooState
-from kazoo.exceptions import BadVersionError, NodeExistsError, NoNodeError, NotEmptyError
+from kazoo.exceptions import NodeExistsError, NoNodeError, NotEmptyError
 from kazoo.protocol.states import Callback
 from loguru import logger
 
+from masterworker.fencing import Token, claim, deposed, fence, next_token
 from masterworker.history import History
 from masterworker.master import BATCH, Cluster, MasterState, plan_moves
 from masterworker.protocol import (
@@ -58,7 +59,7 @@ from masterworker.protocol import (
     task_path,
     worker_path,
 )
-from masterworker.security import Policy
+from masterworker.security import SECURITY, Policy
 from masterworker.zkops import failure, session_id
 
 TICK = 1.0  # seconds between housekeeping ticks: a missed watch can never strand the master
@@ -80,8 +81,9 @@ class AsyncMaster:
         self.fenced = fenced
         self.history = history or History(None)
         self.policy = policy or Policy()
+        self._policy_known = policy is not None  # else read /security first, as the default master does
         self.state = MasterState.BACKUP
-        self.epoch: int | None = None
+        self.token: Token | None = None
         self.cluster = Cluster()
         self.elected = threading.Event()
         self.threads: dict[str, set[str]] = defaultdict(set)  # callback kind -> names of the threads that ran it
@@ -121,7 +123,7 @@ class AsyncMaster:
             try:
                 fn(*args)
             except _Deposed:
-                self._become_backup("a newer master was elected (our epoch check failed)")
+                self._become_backup("our fencing token is gone (a newer master, or someone removed it)", give_up=True)
             except Exception as exc:  # ConnectionLoss and friends: start over once connected
                 logger.warning("{} in {}: will start over once connected", type(exc).__name__, fn.__name__)
                 self._trouble()
@@ -198,8 +200,18 @@ class AsyncMaster:
 
     # -- election ----------------------------------------------------------------------------------
     def _bootstrap(self) -> None:
+        if not self._policy_known:  # a master built without a policy uses the system's (chapter 6)
+            self._then(self.client.get_async(SECURITY), self._on_policy)
+            return
         creates = [self.client.create_async(p, b"", acl=self.policy.for_node(p)) for p in (*PARENTS, EPOCH)]
         self._all(creates, self._after_bootstrap)
+
+    def _on_policy(self, result: Any) -> None:
+        if not isinstance(result.exception, NoNodeError):
+            self.policy = Policy.decode(result.get()[0])  # NoAuth and friends raise: start over
+        self.client.default_acl = self.policy.created_by("master")
+        self._policy_known = True
+        self._bootstrap()
 
     def _after_bootstrap(self, results: list[Any]) -> None:
         for result in results:
@@ -214,63 +226,79 @@ class AsyncMaster:
         if self.state is not MasterState.BACKUP:
             return
         if result.value is None:
-            txn = self.client.transaction()
-            txn.create(MASTER, self.id.encode(), ephemeral=True, acl=self.policy.for_node(MASTER))
-            txn.set_data(EPOCH, self.id.encode())
-            self._then(txn.commit_async(), self._on_run)
+            self._then(self.client.get_children_async(EPOCH), self._on_tokens)
         elif not self._announced_backup:
             self._announced_backup = True
             logger.info("another master is active; {} is a backup watching /master", self.id)
 
-    def _on_run(self, result: Any) -> None:
+    def _on_tokens(self, result: Any) -> None:
+        if isinstance(result.exception, NoNodeError):  # /epoch was removed: create it again, then run
+            self._bootstrap()
+            return
+        token, older = next_token(result.get())
+        txn = self.client.transaction()
+        claim(txn, self.id, token, older, self.policy.for_node(MASTER), self.policy.for_node(EPOCH))
+        self._then(txn.commit_async(), self._on_run, token)
+
+    def _on_run(self, result: Any, token: Token) -> None:
         if result.exception is not None:  # ConnectionLoss: did our create happen? Read /master.
-            self._then(self.client.get_async(MASTER), self._on_master_after_loss)
+            self._then(self.client.get_async(MASTER), self._on_master_after_loss, token)
             return
         failed = failure(result.value)
         if failed is None:
-            self._become_master(result.value[1].version)
+            self._become_master(token)
+        elif isinstance(failed[1], NoNodeError):  # an older token changed meanwhile: run again
+            self._watch_master()
         elif not isinstance(failed[1], NodeExistsError):
             raise failed[1]
 
-    def _on_master_after_loss(self, result: Any) -> None:
+    def _on_master_after_loss(self, result: Any, token: Token) -> None:
         if result.exception is None and result.value[1].ephemeralOwner == session_id(self.client):
             logger.info("ConnectionLoss on the /master create, read /master: it is ours")
-            self._then(self.client.get_async(EPOCH), lambda r: self._become_master(r.value[1].version))
+            self._become_master(token)
         else:
             self._watch_master()
 
     def _on_master_after_suspension(self, result: Any) -> None:
         if result.exception is None and result.value[1].ephemeralOwner == session_id(self.client):
-            self._then(self.client.get_async(EPOCH), self._on_epoch_after_suspension)
+            self._then(self.client.exists_async(self.token.path), self._on_token_after_suspension)
         else:
             self._become_backup("reconnected, but /master is no longer ours")
 
-    def _on_epoch_after_suspension(self, result: Any) -> None:
-        if result.exception is None and result.value[1].version == self.epoch:
-            logger.info("reconnected and /master is still ours (epoch {}): resuming", self.epoch)
+    def _on_token_after_suspension(self, result: Any) -> None:
+        if result.exception is None and result.value is not None:
+            logger.info("reconnected and /master is still ours (epoch {}): resuming", self.token.number)
             self.state = MasterState.ELECTED
             self.elected.set()
             self._reconcile()
         else:
-            self._become_backup("reconnected, but a newer epoch exists")
+            self._become_backup("reconnected, but our fencing token is gone", give_up=True)
 
-    def _become_master(self, epoch: int) -> None:
-        self.epoch, self.state = epoch, MasterState.ELECTED
+    def _become_master(self, token: Token) -> None:
+        self.token, self.state = token, MasterState.ELECTED
         self._announced_backup = False
-        self.history.record("elected", master=self.id, epoch=epoch)
-        logger.success("{} elected master (epoch {})", self.id, epoch)
+        self.history.record("elected", master=self.id, epoch=token.number)
+        logger.success("{} elected master (epoch {})", self.id, token.number)
         self.elected.set()  # last: whoever waits for it finds the history and the log written
         self._reconcile()
 
-    def _become_backup(self, why: str) -> None:
-        if self.state in (MasterState.ELECTED, MasterState.PAUSED):
+    def _become_backup(self, why: str, give_up: bool = False) -> None:
+        """Stop acting as master; with ``give_up``, delete /master if we hold it so an election runs."""
+        was_active = self.state in (MasterState.ELECTED, MasterState.PAUSED)
+        if was_active:
             logger.warning("{} steps down: {}", self.id, why)
-        self._generation += 1
-        self.state, self.epoch, self.cluster = MasterState.BACKUP, None, Cluster()
+        self._generation += 1  # callbacks of what we started as master are stale from now on
+        self.state, self.token, self.cluster = MasterState.BACKUP, None, Cluster()
+        if was_active and give_up:
+            self._then(self.client.get_async(MASTER), self._on_master_to_give_up)
         self._assigning = self._listing_tasks = False
         self.elected.clear()
         if self.client.connected:
             self._watch_master()
+
+    def _on_master_to_give_up(self, result: Any) -> None:
+        if result.exception is None and result.value[1].ephemeralOwner == session_id(self.client):
+            self.client.delete_async(MASTER, version=result.value[1].version)
 
     # -- reading the system ------------------------------------------------------------------------
     def _reconcile(self) -> None:
@@ -352,14 +380,13 @@ class AsyncMaster:
     def _transaction(self) -> Any:
         txn = self.client.transaction()
         if self.fenced:
-            txn.check(EPOCH, self.epoch)
+            fence(txn, self.token)
         return txn
 
     def _checked(self, results: list[object]) -> tuple[int, Exception] | None:
-        failed = failure(results)
-        if failed is not None and self.fenced and failed[0] == 0 and isinstance(failed[1], BadVersionError):
+        if self.fenced and deposed(results):
             raise _Deposed()
-        return failed
+        return failure(results)
 
     # -- recovery -------------------------------------------------------------------------------------
     def _recover(self, worker: str) -> None:
@@ -372,21 +399,28 @@ class AsyncMaster:
         reads = [
             r
             for t in tasks
-            for r in (self.client.exists_async(status_path(t)), self.client.get_async(assignment_path(worker, t)))
+            for r in (
+                self.client.exists_async(status_path(t)),
+                self.client.exists_async(task_path(t)),
+                self.client.get_async(assignment_path(worker, t)),
+            )
         ]
         self._all(reads, self._on_orphan_data, worker, tasks)
 
     def _on_orphan_data(self, reads: list[Any], worker: str, tasks: list[str]) -> None:
+        """Each leftover by its kind: done already (drop the assignment), still in /tasks too (a crash
+        between the book master's two writes: drop the copy), or only here (back to /tasks)."""
         commits = []
         for index, task in enumerate(tasks):
-            has_status, data = reads[2 * index].value, reads[2 * index + 1]
+            has_status, pending_copy, data = reads[3 * index].value, reads[3 * index + 1].value, reads[3 * index + 2]
             if data.exception is not None:
                 continue
+            back = has_status is None and pending_copy is None
             txn = self._transaction()
-            if has_status is None:
+            if back:
                 txn.create(task_path(task), data.value[0])
             txn.delete(assignment_path(worker, task))
-            commits.append((task, has_status is None, txn.commit_async()))
+            commits.append((task, back, txn.commit_async()))
         self._all([c for _, _, c in commits], self._on_recovered, worker, commits)
 
     def _on_recovered(self, _: list[Any], worker: str, commits: list[tuple[str, bool, Any]]) -> None:

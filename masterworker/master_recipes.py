@@ -23,7 +23,7 @@ What kazoo lacks next to Curator, as small helpers here:
   and looks for it after ConnectionLoss (Curator's ``withProtection()``).
 
 **The /master contract is kept.** The recipe's leader still creates the ephemeral ``/master``
-(with the ``/epoch`` bump, in one transaction, as every master does), and waits while someone
+(with its fencing token, in one transaction, as every master does), and waits while someone
 else holds it. So ``mw status``, the book's clients and masters of the other two kinds keep
 working, and a recipes backup can stand behind a default master.
 """
@@ -37,7 +37,7 @@ from kazoo.recipe.watchers import ChildrenWatch
 from loguru import logger
 
 from masterworker.history import History
-from masterworker.master import Master, MasterState
+from masterworker.master import Deposed, Master, MasterState
 from masterworker.protocol import TASKS, WORKERS, assign_dir
 from masterworker.security import Policy
 from masterworker.zkops import RECOVERABLE, wait_connected
@@ -96,6 +96,8 @@ class RecipesMaster(Master):
                 if time.monotonic() - last_check > 1.0:  # a ChildrenWatch on a missing path stops silently
                     last_check = time.monotonic()
                     self._dirty.update(f"assign:{w}" for w in self.cluster.workers if w not in self.cluster.assigned)
+            except Deposed:
+                self._step_down("our fencing token is gone (a newer master, or someone removed it)", give_up=True)
             except RECOVERABLE:
                 self._resync = True
                 wait_connected(self.client, self._stop, timeout=1.0)

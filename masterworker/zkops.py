@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterable
 
 from kazoo.client import KazooClient, KazooState
 from kazoo.exceptions import (
+    BadVersionError,
     ConnectionLoss,
     KazooException,
     NodeExistsError,
@@ -29,7 +30,7 @@ from kazoo.exceptions import (
     SessionExpiredError,
 )
 
-from masterworker.protocol import EPOCH, PARENTS
+from masterworker.protocol import EPOCH, MASTER, PARENTS
 
 # The errors after which an operation's outcome is unknown, or the session must be waited for.
 RECOVERABLE = (ConnectionLoss, OperationTimeoutError, SessionExpiredError)
@@ -81,6 +82,16 @@ def owns_ephemeral(client: KazooClient, path: str) -> bool:
     except NoNodeError:
         return False
     return stat.ephemeralOwner == session_id(client)
+
+
+def give_up_master(client: KazooClient) -> None:
+    """Delete /master if our session holds it (best effort: a lost connection leaves it to expiry)."""
+    try:
+        _, stat = client.get(MASTER)
+        if stat.ephemeralOwner == session_id(client):
+            client.delete(MASTER, version=stat.version)
+    except (NoNodeError, BadVersionError, *RECOVERABLE):
+        pass
 
 
 def failure(results: list[object]) -> tuple[int, Exception] | None:

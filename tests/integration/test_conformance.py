@@ -5,7 +5,7 @@ from __future__ import annotations
 import signal
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 from kazoo.client import KazooClient
@@ -169,3 +169,94 @@ def test_a_mixed_deployment_recipes_backup_behind_a_default_master(spawn, roles:
     wait_until(backup.elected.is_set, SESSION_TIMEOUT + 10, "the recipes backup to take over")
     tasks = submit_many(zk, [["echo", "mixed"]])
     wait_until(lambda: all_done(zk, tasks), 15, "a task under the new master")
+
+
+# -- what outsiders leave or do: each master must still finish new tasks within a bound -----------
+
+
+def never_two_active(masters: list) -> Callable[[], int]:
+    """Sample how many masters believe they are active, until the returned function is called."""
+    most = [0]
+    stop = threading.Event()
+
+    def sample() -> None:
+        while not stop.is_set():
+            most[0] = max(most[0], sum(m.elected.is_set() for m in masters))
+            time.sleep(0.001)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+
+    def finish() -> int:
+        stop.set()
+        sampler.join()
+        return most[0]
+
+    return finish
+
+
+def test_a_task_left_both_in_tasks_and_in_a_dead_workers_assign_runs_once(
+    roles: Roles, zk: KazooClient, impl: str
+) -> None:
+    """The book's Java master assigns with two writes; a crash between them leaves both copies."""
+    first = roles.master("bootstrap", impl=impl)
+    wait_until(first.elected.is_set, what="parents")
+    roles.stop_all()
+    task = "task-000000000000-0000000001"
+    data = TaskSpec(argv=["echo", "once"]).encode()
+    zk.create(f"/tasks/{task}", data)
+    zk.create(assignment_path("ghost", task), data, makepath=True)
+    roles.master("m2", impl=impl)
+    roles.worker("w1")
+    wait_until(lambda: all_done(zk, [task]), 20, "the task done")
+    wait_until(lambda: zk.exists(assign_dir("ghost")) is None, 10, "/assign/ghost removed")
+    assert statuses(zk)[task].output == "once\n" and zk.get_children("/tasks") == []
+
+
+def test_a_master_built_without_a_policy_uses_the_systems(roles: Roles, impl: str, tmp_path) -> None:
+    from kazoo.security import OPEN_ACL_UNSAFE
+
+    from masterworker.security import Policy, install_policy
+
+    users = tmp_path / "users.txt"
+    users.write_text("master alice:s3cret\nworker bob:hunter2\nclient carol:letmein\n")
+    admin = roles.client(auth="alice:s3cret")
+    install_policy(admin, Policy.from_users_file(users))
+    client = roles.client(auth="alice:s3cret")
+    master = roles._start(IMPLEMENTATIONS[impl](client, "m1"), client)  # no policy given
+    wait_until(master.elected.is_set, what="m1 elected")
+    roles.worker("w1", auth="bob:hunter2", slots=1)
+    submitter = roles.client(auth="carol:letmein")
+    from masterworker.security import apply_role_acl
+
+    apply_role_acl(submitter, "client")
+    slow = submit(submitter, TaskSpec(argv=["sleep", "5"]))
+    wait_until(lambda: admin.exists(assignment_path("w1", slow)), 15, "the task assigned")
+    acl, _ = admin.get_acls(assignment_path("w1", slow))
+    assert acl != OPEN_ACL_UNSAFE and all(entry.id.scheme == "digest" for entry in acl)
+    token = admin.get_children("/epoch")[0]
+    assert all(entry.id.scheme == "digest" for entry in admin.get_acls(f"/epoch/{token}")[0])
+
+
+@pytest.mark.parametrize("tamper", ["delete-epoch", "set-epoch", "delete-token"])
+def test_an_outsider_tampering_with_the_fencing_token_stalls_nothing(
+    roles: Roles, zk: KazooClient, impl: str, tamper: str
+) -> None:
+    masters = [roles.master(f"m{n}", impl=impl) for n in (1, 2)]
+    roles.worker("w1", slots=2)
+    wait_until(lambda: any(m.elected.is_set() for m in masters), what="a master elected")
+    first = submit_many(zk, [["echo", "before"]])
+    wait_until(lambda: all_done(zk, first), 15, "a task before the tampering")
+    most = never_two_active(masters)
+    if tamper == "delete-epoch":
+        zk.delete("/epoch", recursive=True)  # zkCli.sh deleteall /epoch
+    elif tamper == "set-epoch":
+        zk.set("/epoch", b"garbage")  # zkCli.sh set /epoch garbage: a version bump
+    else:
+        zk.delete(f"/epoch/{zk.get_children('/epoch')[0]}")
+    started = time.monotonic()
+    probe = submit_many(zk, [["echo", "probe"]])
+    wait_until(lambda: all_done(zk, probe), 15, "a probe task after the tampering")
+    assert time.monotonic() - started < 10
+    assert most() == 1
+    assert len([t for t in zk.get_children("/epoch") if t.startswith("epoch-")]) == 1

@@ -59,7 +59,7 @@ def test_submit_after_connection_loss_finds_its_task_instead_of_duplicating(prox
 def test_connection_loss_on_the_master_create_means_check_whether_you_won(proxy, proxied, zk, roles) -> None:
     ensure_nodes(zk)
     master = Master(proxied, "m1")
-    proxy.drop_reply_after(OP_MULTI)  # the election is one transaction: create /master, bump /epoch
+    proxy.drop_reply_after(OP_MULTI)  # the election is one transaction: /master and its fencing token
     roles._start(master, proxied)
     wait_until(master.elected.is_set, 15, "m1 elected after losing the reply")
     assert proxy.dropped.is_set()

@@ -11,6 +11,7 @@ import time
 
 from kazoo.client import KazooClient
 
+from masterworker.fencing import token_of
 from masterworker.master import MasterState
 from masterworker.protocol import EPOCH
 from masterworker.zkops import expire_session
@@ -24,13 +25,15 @@ def test_one_master_is_elected_and_the_backup_takes_over_on_a_clean_stop(roles: 
     backup = roles.master("m2")
     wait_until(lambda: backup._announced_backup, what="m2 to become a backup")
     assert master_id(zk) == "m1" and backup.state is MasterState.BACKUP
-    epoch_before = zk.get(EPOCH)[1].version
+    [token_before] = zk.get_children(EPOCH)
     started = time.monotonic()
     roles.stop(first)  # closes its session: /master goes at once
     wait_until(backup.elected.is_set, 5, "m2 elected")
     assert time.monotonic() - started < 1.0
     assert master_id(zk) == "m2"
-    assert zk.get(EPOCH)[1].version == epoch_before + 1  # a new master, a new epoch
+    [token_after] = zk.get_children(EPOCH)  # a new master, a new token; the old one is gone
+    assert token_of(token_after).number == token_of(token_before).number + 1
+    assert token_after == backup.token.name
 
 
 def test_masters_sharing_an_id_never_both_believe_they_are_master(roles: Roles) -> None:

@@ -1,6 +1,6 @@
 """Guarantee 1's last part: a master paused past its session timeout changes nothing (ch. 5).
 
-The zombie's picture of the world is stale; fencing with the /epoch version makes every one of
+The zombie's picture of the world is stale; fencing with its election's token makes every one of
 its writes fail. Without fencing (the teaching switch) the same stale write lands.
 """
 
@@ -10,6 +10,7 @@ import pytest
 from kazoo.client import KazooClient
 
 from masterworker.client import submit
+from masterworker.fencing import token_of
 from masterworker.master import Deposed, Master, MasterState
 from masterworker.protocol import EPOCH, TaskSpec
 from tests.helpers import Roles, assigned, wait_until
@@ -18,7 +19,8 @@ from tests.helpers import Roles, assigned, wait_until
 def zombie_master(roles: Roles, zk: KazooClient, fenced: bool) -> Master:
     """A master frozen just after its election: elected at the current epoch, then never woken."""
     zombie = Master(roles.client(), "zombie", fenced=fenced)
-    zombie.epoch = zk.get(EPOCH)[1].version
+    [token] = zk.get_children(EPOCH)
+    zombie.token = token_of(token)
     zombie.state = MasterState.ELECTED
     return zombie
 
