@@ -1,0 +1,120 @@
+"""The compose chaos demo on a real Docker engine, run with the command compose/README.md gives.
+
+Installs what is missing (Debian's docker.io, compose v2), starts a dockerd of its own without
+bridge networking, builds or reuses the images (compose/offline-images.sh where no registry
+answers), runs the chaos service for 30 s and holds the checker to its verdict: nothing lost,
+nothing completed twice, every fault type fired and recovered from. Then ``down -v`` and dockerd
+stopped by its PID, also when the run fails. An engine that cannot start fails the test: it is
+never skipped.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from masterworker.chaos.nemesis import FAULTS
+from tests.compose.engine import EngineError, PrivateDockerd, compose_version, install_compose, install_docker, run
+
+pytestmark = [pytest.mark.compose, pytest.mark.timeout(900)]
+
+REPO = Path(__file__).resolve().parents[2]
+FILES = ["-f", "compose/docker-compose.yml", "-f", "compose/host-network.yml"]
+README_COMMAND = ["docker", "compose", *FILES, "run", "--rm", "--build", "chaos"]
+DOWN = ["docker", "compose", *FILES, "down", "-v"]
+DURATION = 30  # seconds of faults; the chaos service's own default is 120
+
+
+@pytest.fixture(scope="module")
+def timings() -> dict[str, float]:
+    return {}
+
+
+@pytest.fixture(scope="module")
+def engine(timings: dict[str, float]) -> Iterator[PrivateDockerd]:
+    started = time.monotonic()
+    try:
+        install_docker()
+        install_compose()
+    except EngineError as exc:
+        pytest.fail(f"no Docker engine for the compose demo: {exc}")
+    timings["install"] = time.monotonic() - started
+    dockerd = PrivateDockerd(Path(os.environ.get("MW_DOCKER_DIR", "/var/lib/mw-compose")))
+    started = time.monotonic()
+    try:
+        dockerd.start()
+    except EngineError as exc:
+        dockerd.stop()
+        pytest.fail(f"dockerd did not start: {exc}")
+    timings["dockerd"] = time.monotonic() - started
+    try:
+        yield dockerd
+    finally:
+        leftovers = dockerd.stop()
+    assert not leftovers, f"still running after dockerd stopped: {leftovers}"
+
+
+def test_the_readme_command_is_the_one_tested() -> None:
+    for readme in (REPO / "compose" / "README.md", REPO / "compose" / "host-network.yml"):
+        assert " ".join(README_COMMAND) in readme.read_text(), readme
+
+
+def test_the_chaos_demo_keeps_every_guarantee_on_a_real_engine(
+    engine: PrivateDockerd, timings: dict[str, float], capsys: pytest.CaptureFixture[str]
+) -> None:
+    env = engine.env
+    started = time.monotonic()
+    images = run(["bash", "compose/offline-images.sh"], 600, env, REPO)
+    timings["images"] = time.monotonic() - started
+    assert images.returncode == 0, images.stderr[-3000:]
+
+    started = time.monotonic()
+    try:
+        chaos = run([*README_COMMAND, "--duration", str(DURATION), "--json"], 600, env, REPO)
+        timings["run"] = time.monotonic() - started
+    finally:
+        started = time.monotonic()
+        down = run(DOWN, 120, env, REPO)
+        timings["down"] = time.monotonic() - started
+        containers = run(["docker", "ps", "-aq"], 30, env).stdout.split()
+        networks = run(["docker", "network", "ls", "--format", "{{.Name}}"], 30, env).stdout.split()
+
+    assert chaos.returncode == 0, f"exit code {chaos.returncode}\n{chaos.stdout[-3000:]}\n{chaos.stderr[-5000:]}"
+    report = _report(chaos.stdout)
+    assert report["ok"] and report["violations"] == []
+    assert report["lost"] == 0 and report["duplicates"] == 0 and report["phantoms"] == 0
+    assert report["acknowledged"] > 0 and report["completion_records"] >= report["acknowledged"]
+    assert set(report["faults"]) == set(FAULTS), report["faults"]
+    for fault, fired in report["faults"].items():
+        assert report["recovery_seconds"].get(fault, {}).get("count") == fired, (fault, report["recovery_seconds"])
+    assert report["drain_seconds"] is not None
+
+    assert down.returncode == 0, down.stderr[-3000:]
+    assert containers == [], "containers left after down -v"
+    assert sorted(networks) == ["host", "none"], f"a network was created: {networks}"
+    # Every PID 1 forwards SIGTERM (init: true): down stops the stack at once, not after docker's 10 s.
+    assert timings["down"] < 8, f"down -v took {timings['down']:.1f} s: a container ignored SIGTERM"
+
+    with capsys.disabled():
+        steps = ", ".join(f"{step} {seconds:.1f} s" for step, seconds in timings.items())
+        print(
+            f"\ncompose chaos on dockerd {_server_version(env)}, compose {compose_version()}: {steps}; "
+            f"{report['acknowledged']} acknowledged, {report['completion_records']} completed, "
+            f"{report['lost']} lost, {report['duplicates']} duplicates, faults {report['faults']}"
+        )
+
+
+def _report(stdout: str) -> dict:
+    """The JSON report: the last thing on stdout (compose may print a dependency's build before it)."""
+    lines = stdout.splitlines()
+    start = max(i for i, line in enumerate(lines) if line == "{")
+    return json.loads("\n".join(lines[start:]))
+
+
+def _server_version(env: dict[str, str]) -> str:
+    return run(["docker", "version", "--format", "{{.Server.Version}}"], 30, env).stdout.strip()
