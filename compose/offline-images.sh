@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Stand-ins for the registry images the compose demo uses, for engines that cannot pull.
 #
-#   bash compose/offline-images.sh      # against the engine of DOCKER_HOST (or the default one)
+#   bash compose/offline-images.sh          # against the engine of DOCKER_HOST (or the default one)
+#   bash compose/offline-images.sh --list   # only print the registry images the demo needs
 #
 # For each image named by compose/docker-compose.yml (zookeeper:3.8) and compose/Dockerfile
 # (python:3.11-slim): present already, nothing to do; pulled from a registry, done; otherwise a
@@ -22,6 +23,10 @@ mirror="${DEBIAN_MIRROR:-http://deb.debian.org/debian}"
 zookeeper_image="$(sed -n 's/^ *image: *\(zookeeper:[^ ]*\) *$/\1/p' "$here/docker-compose.yml" | head -1)"
 python_image="$(sed -n 's/^FROM *\([^ ]*\).*$/\1/p' "$here/Dockerfile" | head -1)"
 debian_image=debian:bookworm-slim
+if [ "${1:-}" = --list ]; then
+  echo "$zookeeper_image $python_image"
+  exit 0
+fi
 
 say() { printf 'offline-images: %s\n' "$*" >&2; }
 seconds() { echo "$(($(date +%s) - $1)) s"; }
