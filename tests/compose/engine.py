@@ -154,8 +154,9 @@ class PrivateDockerd:
             _terminate(pid, 60)
 
     def stop(self) -> list[str]:
-        """Stop dockerd by its PID (it stops its containerd), then anything else still running from
-        our exec-root. Returns what had to be stopped besides dockerd: it should be nothing."""
+        """Stop dockerd by its PID (it stops its containerd), then anything still running from our
+        exec-root, and unmount what it left mounted. Returns what had to be stopped or unmounted
+        besides dockerd and its network namespace mount: it should be nothing."""
         leftovers: list[str] = []
         if self.process is not None:
             _terminate(self.process.pid, 60)
@@ -164,6 +165,12 @@ class PrivateDockerd:
         for pid in _pids_mentioning(str(self.exec_root)):
             leftovers.append(_cmdline(pid))
             _terminate(pid, 10)
+        for mount in reversed(_mounts_under(self.home)):
+            # dockerd leaves its bind mount of the host's network namespace behind; anything else
+            # (a container's overlay) is a leftover
+            if mount != self.exec_root / "netns" / "default":
+                leftovers.append(f"mount {mount}")
+            subprocess.run(["umount", str(mount)], capture_output=True)
         if self._lock is not None:
             os.close(self._lock)
             self._lock = None
@@ -188,6 +195,11 @@ def _cmdline(pid: int) -> str:
         return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
     except OSError:
         return ""
+
+
+def _mounts_under(home: Path) -> list[Path]:
+    mounts = [Path(line.split()[4]) for line in Path("/proc/self/mountinfo").read_text().splitlines()]
+    return [m for m in mounts if m.is_relative_to(home)]
 
 
 def _pids_mentioning(text: str) -> list[int]:
