@@ -134,7 +134,7 @@ class PrivateDockerd:
         self._lock = os.open(self.home / "lock", os.O_CREAT | os.O_RDWR, 0o600)
         fcntl.flock(self._lock, fcntl.LOCK_EX)  # another run on this machine: wait for it
         self._stop_leftover()
-        with open(self.log, "ab") as log:
+        with open(self.log, "wb") as log:  # this run's log only
             self.process = subprocess.Popen(
                 self.command(), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
             )

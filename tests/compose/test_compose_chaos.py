@@ -82,6 +82,7 @@ def test_the_chaos_demo_keeps_every_guarantee_on_a_real_engine(
         timings["down"] = time.monotonic() - started
         containers = run(["docker", "ps", "-aq"], 30, env).stdout.split()
         networks = run(["docker", "network", "ls", "--format", "{{.Name}}"], 30, env).stdout.split()
+        run(["docker", "image", "prune", "-f"], 60, env)  # the mw images that earlier builds left untagged
 
     assert chaos.returncode == 0, f"exit code {chaos.returncode}\n{chaos.stdout[-3000:]}\n{chaos.stderr[-5000:]}"
     report = _report(chaos.stdout)
