@@ -27,7 +27,7 @@ REPO = Path(__file__).resolve().parents[2]
 FILES = ["-f", "compose/docker-compose.yml", "-f", "compose/host-network.yml"]
 README_COMMAND = ["docker", "compose", *FILES, "run", "--rm", "--build", "chaos"]
 DOWN = ["docker", "compose", *FILES, "down", "-v"]
-DURATION = 30  # seconds of faults; the chaos service's own default is 120
+DURATION = 30  # seconds of faults (mw chaos defaults to 60)
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +47,7 @@ def engine(timings: dict[str, float]) -> Iterator[PrivateDockerd]:
     started = time.monotonic()
     try:
         dockerd.start()
-    except EngineError as exc:
+    except Exception as exc:  # EngineError, or a docker CLI that hung: stop what was started either way
         dockerd.stop()
         pytest.fail(f"dockerd did not start: {exc}")
     timings["dockerd"] = time.monotonic() - started
