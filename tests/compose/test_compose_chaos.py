@@ -63,6 +63,13 @@ def test_the_readme_command_is_the_one_tested() -> None:
         assert " ".join(README_COMMAND) in readme.read_text(), readme
 
 
+def test_compose_itself_accepts_both_forms(engine: PrivateDockerd) -> None:
+    """Compose's own loader, stricter than the schema: the default form is never run here."""
+    for files in (FILES[:2], FILES):
+        result = run(["docker", "compose", *files, "config", "--quiet"], 60, engine.env, REPO)
+        assert result.returncode == 0, (files, result.stderr)
+
+
 def test_the_chaos_demo_keeps_every_guarantee_on_a_real_engine(
     engine: PrivateDockerd, timings: dict[str, float], capsys: pytest.CaptureFixture[str]
 ) -> None:
