@@ -88,6 +88,7 @@ def test_the_chaos_demo_keeps_every_guarantee_on_a_real_engine(
         down = run(DOWN, 120, env, REPO)
         timings["down"] = time.monotonic() - started
         containers = run(["docker", "ps", "-aq"], 30, env).stdout.split()
+        volumes = run(["docker", "volume", "ls", "-q"], 30, env).stdout.split()
         networks = run(["docker", "network", "ls", "--format", "{{.Name}}"], 30, env).stdout.split()
         run(["docker", "image", "prune", "-f"], 60, env)  # the mw images that earlier builds left untagged
 
@@ -102,7 +103,7 @@ def test_the_chaos_demo_keeps_every_guarantee_on_a_real_engine(
     assert report["drain_seconds"] is not None
 
     assert down.returncode == 0, down.stderr[-3000:]
-    assert containers == [], "containers left after down -v"
+    assert containers == [] and volumes == [], f"left after down -v: {containers} {volumes}"
     assert sorted(networks) == ["host", "none"], f"a network was created: {networks}"
     # Every PID 1 forwards SIGTERM (init: true): down stops the stack at once, not after docker's 10 s.
     assert timings["down"] < 8, f"down -v took {timings['down']:.1f} s: a container ignored SIGTERM"
