@@ -7,8 +7,8 @@ the same effect, the process stops running and its session runs out); a restart 
 ``container.start()``. Sessions are expired from the session files every role publishes in
 the shared ``/run/mw`` volume, exactly as the local backend does.
 
-No Docker engine runs on the project's build machines: this module is tested with a fake
-docker client (tests/unit/test_docker_backend.py), never against a real engine there.
+Tested two ways: its logic with a fake docker client (tests/unit/test_docker_backend.py), and
+the whole compose demo against a real engine, dockerd of its own, in tests/compose/.
 """
 
 from __future__ import annotations

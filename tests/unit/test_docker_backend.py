@@ -1,4 +1,4 @@
-"""The docker backend's logic with a fake docker client: no engine runs on our machines."""
+"""The docker backend's logic with a fake docker client (tests/compose/ runs it on a real engine)."""
 
 from __future__ import annotations
 
