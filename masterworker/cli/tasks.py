@@ -190,7 +190,7 @@ def submit_command(
         )
         close_quietly(client)
         raise
-        history.record("submit-ok", task=task)
+    history.record("submit-ok", task=task)
     try:
         if no_wait:
             console.print_json(json.dumps({"task": task})) if as_json else console.print(task, highlight=False)

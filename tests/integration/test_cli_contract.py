@@ -58,12 +58,15 @@ def test_submit_without_any_master_queues_the_task_and_says_why_it_waits(
     assert f"mw result {task} --wait" in result.stderr
 
 
-def test_submit_no_wait_never_waits_for_a_master(mw_env: dict[str, str], zk: KazooClient) -> None:
+def test_submit_no_wait_never_waits_for_a_master(mw_env: dict[str, str], zk: KazooClient, tmp_path: Path) -> None:
     started = time.monotonic()
-    result = run_mw("submit", "--no-wait", "--", "echo", "hi", env=mw_env, timeout=30)
+    result = run_mw("submit", "--no-wait", "--", "echo", "hi", env={**mw_env, "MW_RUN_DIR": str(tmp_path)}, timeout=30)
     assert time.monotonic() - started < 10
     assert result.returncode == 0, result.stderr
-    assert zk.get_children(TASKS) == [result.stdout.strip()]
+    task = result.stdout.strip()
+    assert zk.get_children(TASKS) == [task]
+    recorded = [json.loads(line) for f in (tmp_path / "history").iterdir() for line in f.read_text().splitlines()]
+    assert [(r["type"], r.get("task")) for r in recorded] == [("submit-invoke", None), ("submit-ok", task)]
 
 
 def test_status_tells_no_master_from_backups_waiting(mw_env: dict[str, str], spawn, zk: KazooClient) -> None:
