@@ -64,6 +64,7 @@ class Roles:
     def worker(self, worker_id: str, slots: int = 1, auth: str | None = None, **kwargs: Any) -> Worker:
         client = self.client(auth=auth)
         kwargs.setdefault("grace", 2.0)
+        kwargs.setdefault("session_timeout", self.session_timeout)
         return self._start(Worker(client, worker_id, slots=slots, **kwargs), client)
 
     def stop(self, role: Any) -> None:
