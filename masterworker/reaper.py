@@ -42,6 +42,7 @@ import time
 
 # Seconds between SIGTERM and SIGKILL when a task's group is ended.
 TERM_GRACE = 2.0
+READY = b"ready\n"  # what the reaper says once it ignores the signals it must outlive
 
 
 def signal_group(pgid: int, sig: int) -> bool:
@@ -75,13 +76,20 @@ class Reaper:
 
     @classmethod
     def start(cls) -> Reaper:
+        """Start the reaper and wait until it ignores the signals it must outlive (about 50 ms)."""
         process = subprocess.Popen(
             [sys.executable, "-m", "masterworker.reaper", str(os.getpid())],
             stdin=subprocess.PIPE,  # its read end; ours is close-on-exec (PEP 446)
-            stdout=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,  # one line: "ready"
             close_fds=True,
             start_new_session=True,  # out of the worker's group: a group-wide kill -9 spares it
         )
+        ready = process.stdout.readline()  # type: ignore[union-attr]
+        process.stdout.close()  # type: ignore[union-attr]
+        if ready != READY:
+            process.kill()
+            process.wait()
+            raise OSError(f"the reaper did not start (it said {ready!r})")
         return cls(process)
 
     @property
@@ -123,6 +131,8 @@ def main(argv: list[str]) -> int:
     """The reaper process: read ``+PGID``/``-PGID`` lines until end-of-file, then end what is listed."""
     for sig in (signal.SIGINT, signal.SIGHUP, signal.SIGTERM, signal.SIGQUIT):
         signal.signal(sig, signal.SIG_IGN)
+    os.write(1, READY)
+    os.dup2(os.open(os.devnull, os.O_WRONLY), 1)  # the worker stopped listening
     worker = argv[0] if argv else "?"
     groups: set[int] = set()
     pending = b""

@@ -114,6 +114,25 @@ def jvm_pids_under(data_dir: Path) -> list[int]:
     return pids
 
 
+def processes_with(marker: str) -> list[int]:
+    """Pids of live processes whose command line contains ``marker`` (a zombie's is empty).
+
+    Tasks in tests carry a unique marker in their argv, so a leftover process is found without
+    guessing at process names.
+    """
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if marker in cmdline:
+            pids.append(int(entry.name))
+    return pids
+
+
 def master_id(zk: KazooClient) -> str | None:
     try:
         return zk.get(MASTER)[0].decode()
