@@ -81,6 +81,8 @@ from masterworker.zkops import (
 
 # Completions per transaction when many tasks finish at once (each task still completes atomically).
 COMPLETION_BATCH = 64
+# Seconds a stopping worker waits for the replies to its give-back transactions.
+GIVE_BACK_TIMEOUT = 5.0
 
 
 class WorkerIdInUse(RuntimeError):
@@ -223,6 +225,12 @@ class Worker:
         it straight back: masters know nothing of stopping workers. We read no more assignments,
         so it waits for our session to close, as every task did before.)
         """
+        if not self.client.connected:
+            logger.warning(
+                "not connected: {} prefetched task(s) go back when this worker's session closes or expires", len(tasks)
+            )
+            return
+        deadline = time.monotonic() + GIVE_BACK_TIMEOUT
         sent = []
         for task, data in tasks.items():
             txn = self.client.transaction()
@@ -232,7 +240,7 @@ class Worker:
         given: list[str] = []
         for task, result in sent:
             try:
-                failed = failure(result.get(timeout=10))
+                failed = failure(result.get(timeout=max(0.0, deadline - time.monotonic())))
             except Exception as exc:  # ConnectionLoss, a timeout: the outcome is unknown, nothing is lost
                 failed = (-1, exc)
             if failed is None:
@@ -245,7 +253,8 @@ class Worker:
                     type(failed[1]).__name__,
                 )
         if given:
-            logger.info("gave {} prefetched task(s) back to {}: {}", len(given), TASKS, " ".join(given))
+            names = " ".join(given[:8]) + (" ..." if len(given) > 8 else "")
+            logger.info("gave {} prefetched task(s) back to {}: {}", len(given), TASKS, names)
 
     def _drain_events(self) -> bool:
         """Returns True when the assignments should be read again."""
