@@ -8,9 +8,7 @@ three roles, each with one or more digest users:
 node                    written by                  who may do what
 ======================  ==========================  ==========================================
 ``/master``, ``/epoch``  masters                     masters everything; others read /master
-``/tasks``              (parent)                    clients create; masters create and delete;
-                                                    workers create (a stopping worker gives
-                                                    its prefetched tasks back)
+``/tasks``              (parent)                    clients create; masters create and delete
 ``/tasks/<task>``       a client (or a master)      masters read; clients read
 ``/workers``            (parent)                    workers create (register)
 ``/assign``             (parent)                    workers create their own ``/assign/<id>``
@@ -145,7 +143,7 @@ class Policy:
         return {
             MASTER: self.readable(master=ALL),
             EPOCH: self.acl(master=ALL),
-            TASKS: self.readable(master=ALL, client=CREATE, worker=CREATE),  # workers give tasks back
+            TASKS: self.readable(master=ALL, client=CREATE),
             WORKERS: self.readable(master=ALL, worker=CREATE),
             ASSIGN: self.readable(master=ALL, worker=CREATE),
             STATUS: self.readable(master=ALL, worker=CREATE, client=DELETE),

@@ -45,7 +45,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 from kazoo.client import KazooClient, KazooState
-from kazoo.exceptions import NodeExistsError, NoNodeError
+from kazoo.exceptions import NoAuthError, NodeExistsError, NoNodeError
 from kazoo.protocol.states import WatchedEvent
 from loguru import logger
 
@@ -224,6 +224,10 @@ class Worker:
         our session closes. Either way it is neither lost nor run twice by us. (A master may hand
         it straight back: masters know nothing of stopping workers. We read no more assignments,
         so it waits for our session to close, as every task did before.)
+
+        A secured system (chapter 6) does not let workers create under ``/tasks`` (a worker posing
+        as a client is refused): there the prefetched tasks go back when our session closes, which
+        is as soon as the running tasks end.
         """
         if not self.client.connected:
             logger.warning(
@@ -238,6 +242,7 @@ class Worker:
             txn.delete(assignment_path(self.id, task))
             sent.append((task, txn.commit_async()))
         given: list[str] = []
+        refused = 0
         for task, result in sent:
             try:
                 failed = failure(result.get(timeout=max(0.0, deadline - time.monotonic())))
@@ -246,12 +251,20 @@ class Worker:
             if failed is None:
                 given.append(task)
                 self.history.record("give-back", task=task, worker=self.id)
+            elif isinstance(failed[1], NoAuthError):
+                refused += 1
             else:
                 logger.warning(
                     "could not give {} back ({}): the master recovers it when this worker's session closes",
                     task,
                     type(failed[1]).__name__,
                 )
+        if refused:
+            logger.info(
+                "this secured system does not let workers create tasks: {} prefetched task(s) go back "
+                "when this worker's session closes",
+                refused,
+            )
         if given:
             names = " ".join(given[:8]) + (" ..." if len(given) > 8 else "")
             logger.info("gave {} prefetched task(s) back to {}: {}", len(given), TASKS, names)

@@ -38,8 +38,8 @@ def test_authorised_roles_work_end_to_end(secured: Roles, mw_env) -> None:
     assert result.stdout.splitlines()[1] == "secure"
 
 
-@pytest.mark.parametrize("auth", [None, "carol:wrong", "mallory:x"])
-def test_anonymous_and_wrong_users_cannot_submit(secured: Roles, mw_env, auth: str | None) -> None:
+@pytest.mark.parametrize("auth", [None, "carol:wrong", WORKER, "mallory:x"])
+def test_anonymous_wrong_and_worker_users_cannot_submit(secured: Roles, mw_env, auth: str | None) -> None:
     admin = secured.client(auth=MASTER)
     before = admin.get_children("/tasks")
     result = run_mw("submit", *(["--auth", auth] if auth else []), "--", "true", env=mw_env)
@@ -60,6 +60,7 @@ def test_a_worker_cannot_assign_or_touch_the_master_and_a_client_cannot_fake_a_s
     worker = secured.client(auth=WORKER)
     for attempt in (
         lambda: worker.create("/assign/w1/task-000000000000-0000000001", b"x"),
+        lambda: worker.create("/tasks/task-000000000000-", b"x", sequence=True),
         lambda: worker.set("/epoch", b"x"),
         lambda: worker.delete("/master"),
     ):

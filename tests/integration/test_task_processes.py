@@ -12,10 +12,14 @@ import secrets
 import signal
 import time
 
+import pytest
 from kazoo.client import KazooClient
 
-from masterworker.protocol import TASKS, worker_path
+from masterworker.protocol import PARENTS, TASKS, worker_path
+from masterworker.security import Policy
 from tests.helpers import Roles, assigned, processes_with, run_mw, statuses, wait_until
+
+MASTER, WORKER, CLIENT = "alice:s3cret", "bob:hunter2", "carol:letmein"  # a secured system's users
 
 
 def marked_task(marker: str) -> list[str]:
@@ -27,8 +31,8 @@ def new_marker() -> str:
     return str(secrets.randbelow(10**12)).zfill(12)
 
 
-def submit_no_wait(mw_env: dict[str, str], *argv: str) -> str:
-    result = run_mw("submit", "--no-wait", "--json", "--", *argv, env=mw_env)
+def submit_no_wait(mw_env: dict[str, str], *argv: str, auth: str | None = None) -> str:
+    result = run_mw("submit", "--no-wait", "--json", "--", *argv, env=dict(mw_env, MW_AUTH=auth) if auth else mw_env)
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout)["task"]
 
@@ -92,35 +96,51 @@ def test_a_stopping_worker_ends_its_tasks_after_the_grace_and_the_task_is_not_lo
     assert task not in zk.get_children("/status")
 
 
+@pytest.mark.parametrize("secure", [False, True], ids=["open", "secured"])
 def test_sigterm_gives_the_prefetched_task_back_and_exits_when_the_running_one_ends(
-    roles: Roles, spawn, mw_env, zk, tmp_path
+    roles: Roles, spawn, mw_env, tmp_path, secure: bool
 ) -> None:
-    roles.master("m1")
-    w1 = start_worker(spawn, zk, "w1", "--slots", "1", "--prefetch", "1")
+    """Open: the prefetched task goes back at once. Secured (workers may not create tasks, ch. 6): it goes
+    back when w1's session closes, as soon as its running task ends. Either way: done once, by w2."""
+    worker_auth, client_auth = ("--auth", WORKER), CLIENT
+    if secure:
+        users = tmp_path / "users.txt"
+        users.write_text(f"master {MASTER}\nworker {WORKER}\nclient {CLIENT}\n")
+        roles.master("m1", auth=MASTER, policy=Policy.from_users_file(users))
+    else:
+        roles.master("m1")
+        worker_auth = client_auth = ()
+    zk = roles.client(auth=MASTER if secure else None)
+    wait_until(lambda: all(zk.exists(p) for p in PARENTS), 15, "the parents")
+    w1 = start_worker(spawn, zk, "w1", "--slots", "1", "--prefetch", "1", *worker_auth)
     go = tmp_path / "go"  # the running task ends when the test creates this file
-    running = submit_no_wait(mw_env, "sh", "-c", f"while [ ! -e {go} ]; do sleep 0.02; done; echo first")
-    prefetched = submit_no_wait(mw_env, "echo", "second")
+    wait_for_go = f"while [ ! -e {go} ]; do sleep 0.02; done; echo first"
+    running = submit_no_wait(mw_env, "sh", "-c", wait_for_go, auth=client_auth)
+    prefetched = submit_no_wait(mw_env, "echo", "second", auth=client_auth)
     wait_until(lambda: sorted(assigned(zk, "w1")) == sorted([running, prefetched]), 15, "both assigned to w1")
     wait_until(lambda: f"running {running}" in w1.log(), 15, "w1 running the first")
-    w2 = start_worker(spawn, zk, "w2")
+    w2 = start_worker(spawn, zk, "w2", *worker_auth)
     asked = time.monotonic()
     w1.signal(signal.SIGTERM)
-    # given back at once: done by w2 while w1 still runs the first task
-    wait_until(lambda: prefetched in zk.get_children("/status"), 10, "the prefetched task done elsewhere")
-    given_back = time.monotonic() - asked
+    if secure:
+        wait_until(lambda: "does not let workers create tasks" in w1.log(), 10, "w1 refused to give it back")
+        assert prefetched not in zk.get_children("/status")
+    else:  # given back at once: done by w2 while w1 still runs the first task
+        wait_until(lambda: prefetched in zk.get_children("/status"), 10, "the prefetched task done elsewhere")
+        print(f"SIGTERM: the prefetched task done by w2 after {time.monotonic() - asked:.2f} s")
+        assert f"gave 1 prefetched task(s) back to /tasks: {prefetched}" in w1.log()
     assert w1.alive and running not in zk.get_children("/status")
     go.touch()
     ended = time.monotonic()
     assert w1.proc.wait(15) == 0
     drained = time.monotonic() - ended
-    print(f"SIGTERM: prefetched task done by w2 after {given_back:.2f} s; w1 exited {drained:.2f} s after its task")
+    print(f"SIGTERM ({'secured' if secure else 'open'}): w1 exited {drained:.2f} s after its running task ended")
     assert drained < 2.0  # as soon as its running task ends, not after its 30 s grace period
+    wait_until(lambda: len(zk.get_children("/status")) == 2, 15, "both tasks done")
     done = statuses(zk)
-    assert sorted(done) == sorted([running, prefetched])
     assert done[running].worker == "w1" and done[running].output == "first\n"
     assert done[prefetched].worker == "w2" and done[prefetched].output == "second\n"
     assert f"running {prefetched}" not in w1.log() and w2.log().count(f"running {prefetched}") == 1
-    assert f"gave 1 prefetched task(s) back to /tasks: {prefetched}" in w1.log()
 
 
 def test_a_worker_id_held_by_a_live_worker_is_one_line_a_bounded_wait_and_exit_1(
