@@ -39,7 +39,7 @@ def test_a_timeout_ends_the_whole_group_with_sigterm_then_sigkill() -> None:
     status = run_command(spec)
     elapsed = time.monotonic() - started
     assert status.state == "failed" and status.reason == "timed out after 0.5 s" and status.exit_code is None
-    assert 2.3 < elapsed < 5  # the timeout, then 2 s of grace for a group that ignores SIGTERM
+    assert 2.3 < elapsed < 8  # the timeout, then 2 s of grace for a group that ignores SIGTERM
     assert "x" not in status.output
     wait_until(lambda: not processes_with(mark), 2, "no process of the timed-out task")
 
@@ -48,7 +48,7 @@ def test_a_timeout_of_a_group_that_obeys_sigterm_takes_no_grace() -> None:
     mark = marker()
     started = time.monotonic()
     status = run_command(TaskSpec(argv=["sh", "-c", f"sleep 777.{mark}; echo x", mark], timeout=0.3))
-    assert status.reason == "timed out after 0.3 s" and time.monotonic() - started < 1.5
+    assert status.reason == "timed out after 0.3 s" and time.monotonic() - started < 2.2  # no 2 s grace
     wait_until(lambda: not processes_with(mark), 2, "no process of the timed-out task")
 
 
