@@ -132,7 +132,9 @@ def main(argv: list[str]) -> int:
     for sig in (signal.SIGINT, signal.SIGHUP, signal.SIGTERM, signal.SIGQUIT):
         signal.signal(sig, signal.SIG_IGN)
     os.write(1, READY)
-    os.dup2(os.open(os.devnull, os.O_WRONLY), 1)  # the worker stopped listening
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 1)  # the worker stopped listening
+    os.close(devnull)
     worker = argv[0] if argv else "?"
     groups: set[int] = set()
     pending = b""
