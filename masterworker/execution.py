@@ -1,4 +1,4 @@
-"""Running one task: argv without a shell, in a process group of its own, ended as a whole.
+"""Running one task: argv without a shell, in a process group of its own, ended as a whole (ch. 3-5).
 
 Usage::
 
