@@ -11,7 +11,7 @@ path                           mode                  written by, and its data
 ``/workers/<worker>``          ephemeral             the worker: JSON slots, host, pid, start time
 ``/tasks/<task>``              persistent sequential the client: JSON argv, timeout, submit time
 ``/assign/<worker>/<task>``    persistent            the master: a copy of the task's data
-``/status/<task>``             persistent            the worker: JSON state, exit code, output tail
+``/status/<task>``             persistent            the worker: JSON state, exit code, output tail and size
 ``/masters/<id>``              ephemeral             every running master (not in the book): JSON
                                                      id, impl, host, pid (``roster.py``)
 =============================  ====================  ===========================================
@@ -238,9 +238,15 @@ class TaskStatus:
     worker: str | None = None
     started_at: float | None = None
     ended_at: float | None = None
-    output: str = ""
+    output: str = ""  # the last MAX_OUTPUT_TAIL bytes of stdout and stderr
     reason: str | None = None
     run_id: str | None = None  # which execution wrote it: how a worker recognises its own record
+    output_bytes: int | None = None  # the whole output's size: more than the tail means it was cut
+
+    @property
+    def output_cut(self) -> bool:
+        """Did the task write more than the tail kept in ``output``?"""
+        return self.output_bytes is not None and self.output_bytes > MAX_OUTPUT_TAIL
 
     def encode(self) -> bytes:
         return json.dumps({k: v for k, v in asdict(self).items() if v is not None}).encode()
@@ -251,7 +257,7 @@ class TaskStatus:
         obj = _json_object(data)
         if obj is None or obj.get("state") not in ("done", "failed"):
             return cls(state="done", reason=None if obj is None else "status data is not masterworker's")
-        exit_code = obj.get("exit_code")
+        exit_code, size = obj.get("exit_code"), obj.get("output_bytes")
         return cls(
             state=obj["state"],
             exit_code=exit_code if isinstance(exit_code, int) and not isinstance(exit_code, bool) else None,
@@ -261,6 +267,7 @@ class TaskStatus:
             output=obj.get("output") if isinstance(obj.get("output"), str) else "",
             reason=obj.get("reason") if isinstance(obj.get("reason"), str) else None,
             run_id=obj.get("run_id") if isinstance(obj.get("run_id"), str) else None,
+            output_bytes=size if isinstance(size, int) and not isinstance(size, bool) and size >= 0 else None,
         )
 
     @property

@@ -12,7 +12,9 @@ deletes it after the session timeout and the master hands its tasks to others.
 
 **Execution.** A children watch on ``/assign/<id>`` tells the worker about new tasks; it reads
 them on its own thread and runs each on a pool of ``slots`` threads, never inside a kazoo
-callback: argv without a shell, the task's timeout, the exit code and a bounded tail of output.
+callback: argv without a shell, in a process group of its own that ends with the task (a
+timeout ends the whole group; ``execution.py``), the exit code and a bounded tail of output.
+A reaper process ends the groups of a worker that dies by kill -9 (``reaper.py``).
 
 **Completion (ch. 4 and 5).** One transaction creates ``/status/<task>`` and deletes the
 assignment (a completer thread puts many finished tasks in one transaction; each still
@@ -25,6 +27,12 @@ completion records. Execution is at-least-once; completion is exactly once.
 **Session loss (ch. 5).** After LOST the worker's ephemeral node and watches are gone: it
 registers again with the new session and carries on. Tasks still running keep running; their
 completion transaction decides whether their result still counts.
+
+**Stopping (SIGTERM, Ctrl-C).** Prefetched tasks, assigned but not started, go back to
+``/tasks`` at once (one transaction each, like a master's recovery); running ones get
+``grace`` seconds, then their groups are ended and their results discarded; the worker returns
+as soon as nothing runs, and the caller closes the session: the master recovers whatever is
+still assigned to us.
 """
 
 from __future__ import annotations
@@ -32,22 +40,22 @@ from __future__ import annotations
 import os
 import queue
 import socket
-import subprocess
-import tempfile
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
 from kazoo.client import KazooClient, KazooState
-from kazoo.exceptions import NodeExistsError, NoNodeError
+from kazoo.exceptions import NoAuthError, NodeExistsError, NoNodeError
 from kazoo.protocol.states import WatchedEvent
 from loguru import logger
 
+from masterworker.connection import DEFAULT_SESSION_TIMEOUT
+from masterworker.execution import ProcessGroups, run_command
 from masterworker.history import History
 from masterworker.multiread import get_many
 from masterworker.protocol import (
     ASSIGN,
-    MAX_OUTPUT_TAIL,
+    TASKS,
     WORKERS,
     TaskSpec,
     TaskStatus,
@@ -57,8 +65,10 @@ from masterworker.protocol import (
     new_guid,
     status_path,
     submission_order,
+    task_path,
     worker_path,
 )
+from masterworker.reaper import Reaper
 from masterworker.security import apply_role_acl
 from masterworker.zkops import (
     RECOVERABLE,
@@ -71,54 +81,12 @@ from masterworker.zkops import (
 
 # Completions per transaction when many tasks finish at once (each task still completes atomically).
 COMPLETION_BATCH = 64
+# Seconds a stopping worker waits for the replies to its give-back transactions.
+GIVE_BACK_TIMEOUT = 5.0
 
 
 class WorkerIdInUse(RuntimeError):
     """Another live session is registered under this worker id."""
-
-
-def run_command(spec: TaskSpec, allow: frozenset[str] | None = None) -> TaskStatus:
-    """Run a task's argv (no shell) and describe the outcome; never raises."""
-    started = time.time()
-    if spec.book_task:
-        return TaskStatus(
-            "done",
-            exit_code=0,
-            started_at=started,
-            ended_at=time.time(),
-            reason="book task: data is not masterworker JSON, nothing to run",
-        )
-    if spec.invalid:
-        return TaskStatus("failed", started_at=started, ended_at=time.time(), reason=spec.invalid)
-    if allow is not None and spec.argv[0] not in allow and os.path.basename(spec.argv[0]) not in allow:
-        return TaskStatus(
-            "failed",
-            started_at=started,
-            ended_at=time.time(),
-            reason=f"program {spec.argv[0]!r} is not allowed on this worker",
-        )
-    with tempfile.TemporaryFile() as output:  # a file, so a chatty task cannot fill our memory
-        try:
-            completed = subprocess.run(
-                spec.argv,
-                stdin=subprocess.DEVNULL,
-                stdout=output,
-                stderr=subprocess.STDOUT,
-                timeout=spec.timeout,
-                check=False,
-            )
-            exit_code, reason = completed.returncode, None
-        except subprocess.TimeoutExpired:
-            exit_code, reason = None, f"timed out after {spec.timeout:g} s"
-        except OSError as exc:
-            exit_code, reason = 127, f"cannot run {spec.argv[0]!r}: {exc.strerror or exc}"
-        size = output.seek(0, os.SEEK_END)
-        output.seek(max(0, size - MAX_OUTPUT_TAIL))
-        tail = output.read().decode("utf-8", "replace")
-    state = "done" if exit_code == 0 else "failed"
-    if reason is None and exit_code != 0:
-        reason = f"exit code {exit_code}"
-    return TaskStatus(state, exit_code=exit_code, started_at=started, ended_at=time.time(), output=tail, reason=reason)
 
 
 class Worker:
@@ -134,12 +102,16 @@ class Worker:
         grace: float = 30.0,
         history: History | None = None,
         unsafe_completion: bool = False,
+        session_timeout: float = DEFAULT_SESSION_TIMEOUT,
+        reaper: bool = True,
     ) -> None:
         self.client = client
         self.id = worker_id
         self.slots = slots
         self.allow = allow
         self.grace = grace
+        self.session_timeout = session_timeout  # the one we asked for: kazoo has no public negotiated value
+        self.use_reaper = reaper
         self.history = history or History(None)
         self.unsafe_completion = unsafe_completion  # the chaos checker's teaching switch
         self.info = WorkerInfo(
@@ -153,6 +125,10 @@ class Worker:
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._in_flight: set[str] = set()  # read and handed to the pool, not completed yet
+        self._waiting: dict[str, bytes] = {}  # in flight but not started (prefetched): task -> data
+        self._abandon = False  # the grace period ran out: results of tasks ended now do not count
+        self._groups = ProcessGroups()  # the process groups of the tasks running now
+        self._reaper: Reaper | None = None
         self._finished: set[str] = set()  # completed by us, until a listing no longer shows them
         self._pool = ThreadPoolExecutor(max_workers=slots, thread_name_prefix=f"task-{worker_id}")
         self._completions: queue.Queue[tuple[str, TaskStatus] | None] = queue.Queue()
@@ -163,9 +139,16 @@ class Worker:
     def run(self) -> None:
         logger.info("worker {} starting with {} slot(s)", self.id, self.slots)
         self._completer.start()
-        if not wait_for_nodes(self.client, (WORKERS, ASSIGN), self._stop, "registering", logger.info):
-            return self._shutdown()
-        apply_role_acl(self.client, "worker")  # what we create carries the worker's ACL (chapter 6)
+        self._start_reaper()
+        try:
+            if not wait_for_nodes(self.client, (WORKERS, ASSIGN), self._stop, "registering", logger.info):
+                return
+            apply_role_acl(self.client, "worker")  # what we create carries the worker's ACL (chapter 6)
+            self._loop()
+        finally:
+            self._shutdown()
+
+    def _loop(self) -> None:
         dirty = True
         while not self._stop.is_set():
             try:
@@ -182,22 +165,109 @@ class Worker:
                 logger.warning("{} while reading assignments: retrying once connected", type(exc).__name__)
                 dirty = True
                 wait_connected(self.client, self._stop, timeout=1.0)
-        self._shutdown()
 
     def stop(self) -> None:
         self._stop.set()
         self.events.put(("stop", None))
 
+    def _start_reaper(self) -> None:
+        """One reaper process for this worker's life: it ends our tasks' groups if we die (reaper.py)."""
+        if not self.use_reaper:
+            return
+        try:
+            self._reaper = Reaper.start()
+        except OSError as exc:
+            logger.warning("cannot start the reaper ({}): a kill -9 of this worker would leave its tasks running", exc)
+            return
+        self._groups.reaper = self._reaper
+
     def _shutdown(self) -> None:
-        """Start nothing new; let running tasks finish (up to the grace period); the caller closes."""
+        """Give prefetched tasks back at once, let running ones finish within the grace period, end the
+        rest, and return as soon as nothing runs; the caller then closes the session."""
+        with self._lock:
+            waiting, self._waiting = self._waiting, {}
+            self._in_flight.difference_update(waiting)
         self._pool.shutdown(wait=False, cancel_futures=True)
+        if waiting:
+            self._give_back(waiting)
         deadline = time.monotonic() + self.grace
+        if self._in_flight:
+            logger.info("waiting up to {:g} s for {} running task(s) to finish", self.grace, len(self._in_flight))
         while self._in_flight and time.monotonic() < deadline:
-            time.sleep(0.05)
+            time.sleep(0.02)
+        if self._in_flight:
+            self._abandon = True
+            ended = self._groups.end_all()
+            logger.warning(
+                "grace period of {:g} s over: ended {} running task(s); the master gives them to another worker "
+                "once this worker's session closes",
+                self.grace,
+                ended,
+            )
+            deadline = time.monotonic() + 5.0
+            while self._in_flight and time.monotonic() < deadline:
+                time.sleep(0.02)
         self._completions.put(None)
         self._completer.join(timeout=5)
+        if self._reaper is not None:
+            self._reaper.close()
         self._session_events.remove()
         logger.info("worker {} stopped", self.id)
+
+    def _give_back(self, tasks: dict[str, bytes]) -> None:
+        """Prefetched tasks go back to /tasks now, so another worker can run them during our grace period.
+
+        Each in one transaction, as a master's recovery does it: create ``/tasks/<task>`` again
+        under its own name (its place in submission order kept) and delete our assignment. If the
+        task was taken away from us meanwhile, the delete fails and nothing changes; if the
+        transaction fails for any reason, the assignment stays and the master recovers it when
+        our session closes. Either way it is neither lost nor run twice by us. (A master may hand
+        it straight back: masters know nothing of stopping workers. We read no more assignments,
+        so it waits for our session to close, as every task did before.)
+
+        A secured system (chapter 6) does not let workers create under ``/tasks`` (a worker posing
+        as a client is refused): there the prefetched tasks go back when our session closes, which
+        is as soon as the running tasks end.
+        """
+        if not self.client.connected:
+            logger.warning(
+                "not connected: {} prefetched task(s) go back when this worker's session closes or expires", len(tasks)
+            )
+            return
+        deadline = time.monotonic() + GIVE_BACK_TIMEOUT
+        sent = []
+        for task, data in tasks.items():
+            txn = self.client.transaction()
+            txn.create(task_path(task), data)
+            txn.delete(assignment_path(self.id, task))
+            sent.append((task, txn.commit_async()))
+        given: list[str] = []
+        refused = 0
+        for task, result in sent:
+            try:
+                failed = failure(result.get(timeout=max(0.0, deadline - time.monotonic())))
+            except Exception as exc:  # ConnectionLoss, a timeout: the outcome is unknown, nothing is lost
+                failed = (-1, exc)
+            if failed is None:
+                given.append(task)
+                self.history.record("give-back", task=task, worker=self.id)
+            elif isinstance(failed[1], NoAuthError):
+                refused += 1
+            else:
+                logger.warning(
+                    "could not give {} back ({}): the master recovers it when this worker's session closes",
+                    task,
+                    type(failed[1]).__name__,
+                )
+        if refused:
+            logger.info(
+                "this secured system does not let workers create tasks: {} prefetched task(s) go back "
+                "when this worker's session closes",
+                refused,
+            )
+        if given:
+            names = " ".join(given[:8]) + (" ..." if len(given) > 8 else "")
+            logger.info("gave {} prefetched task(s) back to {}: {}", len(given), TASKS, names)
 
     def _drain_events(self) -> bool:
         """Returns True when the assignments should be read again."""
@@ -220,12 +290,17 @@ class Worker:
 
     # -- registration ----------------------------------------------------------------------------
     def _register(self) -> None:
-        """/assign/<id> first, then the ephemeral /workers/<id> (NodeExists on a retry is success)."""
+        """/assign/<id> first, then the ephemeral /workers/<id> (NodeExists on a retry is success).
+
+        Another session may hold our id: a previous run killed with -9 (its session expires within
+        its session timeout) or a second worker started with the same ``--id``. Either way we say
+        so once, naming the holder, and wait a bounded time (twice our session timeout) for it to go.
+        """
         try:
             self.client.create(assign_dir(self.id))
         except NodeExistsError:
             pass
-        deadline = time.monotonic() + 3 * self.client._session_timeout / 1000.0
+        deadline, holder, patience = None, "", 2 * self.session_timeout
         while True:
             try:
                 self.client.create(worker_path(self.id), self.info.encode(), ephemeral=True)
@@ -233,16 +308,41 @@ class Worker:
             except NodeExistsError:
                 if owns_ephemeral(self.client, worker_path(self.id)):
                     break  # our own create, retried after ConnectionLoss
-                if time.monotonic() > deadline:
-                    raise WorkerIdInUse(f"worker id {self.id!r} is registered by another live session") from None
-                logger.info(
-                    "{} is held by an older session (a previous run?): waiting for it to expire",
-                    worker_path(self.id),
-                )
-                if self._stop.wait(0.5):
+                if deadline is None:
+                    deadline, holder = time.monotonic() + patience, self._holder()
+                    logger.warning(
+                        "worker id {} is registered by {}; waiting up to {:g} s for it to expire",
+                        self.id,
+                        holder,
+                        patience,
+                    )
+                elif time.monotonic() > deadline:
+                    raise WorkerIdInUse(
+                        f"worker id {self.id} is still registered by {holder} after {patience:g} s: "
+                        "stop that worker or choose another --id"
+                    ) from None
+                if self._stop.wait(0.25):
                     return
         self.registered.set()
         logger.success("worker {} registered", self.id)
+
+    def _holder(self) -> str:
+        """Who holds /workers/<our id>, in words, from the WorkerInfo it wrote."""
+        try:
+            info = WorkerInfo.decode(self.client.get(worker_path(self.id))[0])
+        except NoNodeError:
+            return "another session (now gone)"
+        if not info.pid:
+            return "another live session (its data does not say which process)"
+        where = f"pid {info.pid} on {info.host or '?'}"
+        if info.host == self.info.host:
+            try:
+                os.kill(info.pid, 0)
+            except ProcessLookupError:
+                return f"the session of a previous run ({where}, no longer running)"
+            except PermissionError:
+                pass
+        return f"another live session ({where})"
 
     # -- assignments -------------------------------------------------------------------------------
     def _on_assign_event(self, event: WatchedEvent) -> None:
@@ -276,19 +376,29 @@ class Worker:
                 with self._lock:
                     self._in_flight.discard(task)
                 continue
-            self.executions += 1
-            self._pool.submit(self._execute, task, result[0])
+            with self._lock:
+                self._waiting[task] = result[0]
+            self._pool.submit(self._execute, task)
 
-    def _execute(self, task: str, data: bytes) -> None:
+    def _execute(self, task: str) -> None:
         """Runs on a pool thread: the task; its completion is the completer thread's job."""
+        with self._lock:
+            data = self._waiting.pop(task, None)
+            if data is None:
+                return  # a stopping worker gave it back before it started
+            self.executions += 1
         try:
             spec = TaskSpec.decode(data)
             logger.info("running {}: {}", task, " ".join(spec.argv) if spec.argv else "(book task)")
             self.history.record("exec-start", task=task, worker=self.id)
-            status = run_command(spec, self.allow)
+            status = run_command(spec, self.allow, self._groups)
             status.worker, status.run_id = self.id, new_guid()
             self.history.record("exec-end", task=task, worker=self.id, state=status.state)
-            if self.unsafe_completion:
+            if self._abandon:
+                logger.warning("not completing {}: ended when the grace period ran out", task)
+                with self._lock:
+                    self._in_flight.discard(task)
+            elif self.unsafe_completion:
                 self._settle(task, self._complete_unsafely(task, status))
             else:
                 self._completions.put((task, status))

@@ -64,6 +64,7 @@ class Roles:
     def worker(self, worker_id: str, slots: int = 1, auth: str | None = None, **kwargs: Any) -> Worker:
         client = self.client(auth=auth)
         kwargs.setdefault("grace", 2.0)
+        kwargs.setdefault("session_timeout", self.session_timeout)
         return self._start(Worker(client, worker_id, slots=slots, **kwargs), client)
 
     def stop(self, role: Any) -> None:
@@ -109,6 +110,25 @@ def jvm_pids_under(data_dir: Path) -> list[int]:
         except OSError:
             continue
         if "QuorumPeerMain" in cmdline and str(data_dir) in cmdline:
+            pids.append(int(entry.name))
+    return pids
+
+
+def processes_with(marker: str) -> list[int]:
+    """Pids of live processes whose command line contains ``marker`` (a zombie's is empty).
+
+    Tasks in tests carry a unique marker in their argv, so a leftover process is found without
+    guessing at process names.
+    """
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if marker in cmdline:
             pids.append(int(entry.name))
     return pids
 

@@ -134,8 +134,10 @@ def worker(
 ) -> None:
     """Register as a worker and run the tasks the master assigns (ch. 3-5).
 
-    Each task runs without a shell, on its own thread, and completes with one transaction that
-    creates /status/<task> and deletes the assignment.
+    Each task runs without a shell, on its own thread, in a process group of its own that ends
+    with the task, and completes with one transaction that creates /status/<task> and deletes
+    the assignment. SIGTERM or Ctrl-C: prefetched tasks go back at once, running ones get
+    --grace seconds; a second Ctrl-C exits at once, and the worker's reaper ends its tasks.
     """
     if slots <= 0:
         raise BadInput(f"--slots must be a positive number, not {slots}")
@@ -157,6 +159,7 @@ def worker(
             grace=grace,
             history=History.for_role(chosen),
             unsafe_completion=unsafe_completion,
+            session_timeout=settings.session_timeout,
         )
         on_stop_signals(role.stop, patience=grace + 10)
         try:

@@ -54,6 +54,10 @@ PROGRESS_COLUMNS = (TextColumn("{task.description}"), BarColumn(), MofNCompleteC
 
 
 def show_status(task: str, status: TaskStatus, as_json: bool) -> None:
+    from rich.filesize import decimal  # imported here: this edit stays inside show_status
+
+    from masterworker.protocol import MAX_OUTPUT_TAIL
+
     if as_json:
         console.print_json(
             json.dumps(
@@ -64,6 +68,7 @@ def show_status(task: str, status: TaskStatus, as_json: bool) -> None:
                     "worker": status.worker,
                     "reason": status.reason,
                     "output": status.output,
+                    "output_bytes": status.output_bytes,
                 }
             )
         )
@@ -75,6 +80,9 @@ def show_status(task: str, status: TaskStatus, as_json: bool) -> None:
     console.print(f"{task} [{colour}]{status.state}[/] on {status.worker or '?'} ({detail})", highlight=False)
     if status.output:
         console.out(status.output.rstrip("\n"), highlight=False)
+    if status.output_cut:
+        shown = f"last {MAX_OUTPUT_TAIL // 1024} KiB of {decimal(status.output_bytes)}"
+        console.print(f"(output cut: {shown} shown)", highlight=False)
 
 
 def finish(

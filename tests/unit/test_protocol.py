@@ -106,3 +106,27 @@ def test_protected_names_sort_in_submission_order() -> None:
 )
 def test_ids_that_become_znode_names(name: str, ok: bool) -> None:
     assert is_valid_name(name) is ok
+
+
+@pytest.mark.parametrize(
+    ("data", "size"),
+    [
+        (b"done", None),  # the book's worker
+        (b'{"state":"done","exit_code":0}', None),  # a status written before output_bytes existed
+        (b'{"state":"done","output_bytes":10000000}', 10_000_000),
+        (b'{"state":"done","output_bytes":-1}', None),
+        (b'{"state":"done","output_bytes":true}', None),
+        (b'{"state":"done","output_bytes":"big"}', None),
+        (b'{"state":"done","output_bytes":1.5}', None),
+    ],
+)
+def test_the_output_size_decodes_defensively(data: bytes, size: int | None) -> None:
+    status = TaskStatus.decode(data)
+    assert status.state == "done" and status.output_bytes == size
+    assert status.output_cut == (size is not None and size > 4096)
+
+
+def test_a_status_round_trips_its_output_size() -> None:
+    status = TaskStatus("failed", exit_code=1, output="x" * 4096, output_bytes=123_456, run_id="r")
+    decoded = TaskStatus.decode(status.encode())
+    assert decoded.output_bytes == 123_456 and decoded.output_cut and decoded.output == "x" * 4096
