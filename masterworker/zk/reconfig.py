@@ -29,6 +29,7 @@ replaces the list it uses at its next reconnect. ``follow_membership`` below doe
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -36,10 +37,12 @@ from kazoo.client import KazooClient
 from kazoo.exceptions import (
     BadArgumentsError,
     BadVersionError,
+    ConnectionLoss,
     KazooException,
     NewConfigNoQuorumError,
     NoAuthError,
     ReconfigInProcessError,
+    SessionExpiredError,
     UnimplementedError,
 )
 from loguru import logger
@@ -168,8 +171,14 @@ class Reconfigurer:
             client.close()
 
     def _reconfig(
-        self, joining: str | None, leaving: str | None, from_config: int | None
+        self, joining: str | None, leaving: str | None, from_config: int | None, done: Callable[[Membership], bool]
     ) -> tuple[Membership, Membership, float]:
+        """One ``reconfig``; ``done`` tells from a membership whether it happened.
+
+        A reconfig that removes the server our admin session uses, or the ZooKeeper leader, drops
+        the connection as it commits: the reply is lost and kazoo raises ConnectionLoss. As with a
+        create (chapter 3), that means "find out": we read the configuration again once reconnected.
+        """
         client = self._admin()
         try:
             before = read_membership(client)
@@ -177,6 +186,10 @@ class Reconfigurer:
             started = time.monotonic()
             try:
                 data, _stat = client.reconfig(joining=joining, leaving=leaving, new_members=None, from_config=version)
+                after = Membership.parse(data)
+            except (ConnectionLoss, SessionExpiredError):
+                after = self._find_out(client, done)
+                logger.info("the connection dropped as the reconfig committed; it did happen: {}", after.describe())
             except KazooException as exc:
                 for kind, reason in _REFUSALS:
                     if isinstance(exc, kind):
@@ -186,9 +199,21 @@ class Reconfigurer:
         finally:
             client.stop()
             client.close()
-        after = Membership.parse(data)
         logger.info("reconfigured in {:.3f} s: {} -> {}", seconds, before.describe(), after.describe())
         return before, after, seconds
+
+    def _find_out(self, client: KazooClient, done: Callable[[Membership], bool]) -> Membership:
+        deadline = time.monotonic() + self.timeout
+        while time.monotonic() < deadline:
+            try:
+                membership = read_membership(client)
+            except (ConnectionLoss, SessionExpiredError):
+                time.sleep(0.1)
+                continue
+            if done(membership):
+                return membership
+            time.sleep(0.1)  # a follower may not have applied the commit yet
+        raise ReconfigRefused("the connection dropped during reconfig and the change was not seen afterwards")
 
     def add(self, count: int = 1, observer: bool = False, from_config: int | None = None) -> Change:
         """Start ``count`` new servers, wait until each follows the leader, then add them in one reconfig."""
@@ -202,7 +227,10 @@ class Reconfigurer:
             for server in new:
                 server.wait_serving(self.timeout)  # synced with the leader, not yet a member
             joining = ",".join(s.config.server_line() for s in new)
-            before, after, seconds = self._reconfig(joining, None, from_config)
+            sids = {s.sid for s in new}
+            before, after, seconds = self._reconfig(
+                joining, None, from_config, lambda m: sids <= {x.sid for x in m.members}
+            )
         except BaseException:
             for server in new:
                 self.zk.forget(server)
@@ -213,7 +241,10 @@ class Reconfigurer:
         """Remove members in one reconfig, then stop them."""
         started = time.monotonic()
         leaving = [self._server(sid) for sid in sids]
-        before, after, seconds = self._reconfig(None, ",".join(str(s) for s in sids), from_config)
+        gone = set(sids)
+        before, after, seconds = self._reconfig(
+            None, ",".join(str(s) for s in sids), from_config, lambda m: not gone & {x.sid for x in m.members}
+        )
         for server in leaving:
             self.zk.forget(server)
         return Change(before, after, seconds, time.monotonic() - started)
@@ -225,7 +256,10 @@ class Reconfigurer:
         line = server.config.server_line().replace(
             f":{server.config.role};", ":observer;" if observer else ":participant;"
         )
-        before, after, seconds = self._reconfig(line, None, from_config)
+        role = "observer" if observer else "participant"
+        before, after, seconds = self._reconfig(
+            line, None, from_config, lambda m: any(x.sid == sid and x.role == role for x in m.members)
+        )
         self.zk.set_observer(server, observer)
         return Change(before, after, seconds, time.monotonic() - started)
 
