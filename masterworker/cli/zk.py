@@ -6,6 +6,7 @@ import json
 import signal
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated
 
@@ -24,10 +25,11 @@ from masterworker.cli.common import (
     friendly_errors,
     setup,
 )
+from masterworker.connection import close_quietly, connect
 from masterworker.errors import BadInput
 from masterworker.zk import control
 from masterworker.zk.fourletter import server_facts
-from masterworker.zk.reconfig import Reconfigurer
+from masterworker.zk.reconfig import CONFIG_NODE, Reconfigurer, read_membership
 from masterworker.zk.server import LocalZooKeeper
 
 app = typer.Typer(
@@ -221,3 +223,46 @@ def reconfig(
         soft_wrap=True,
     )
     console.print(f"export MW_ZK={answer['connect_string']}", highlight=False, soft_wrap=True)
+
+
+@app.command("config")
+@friendly_errors
+def config(
+    zk: ZkHosts = DEFAULTS["zk"],
+    connect_string: Annotated[
+        bool, typer.Option("--connect-string", help="Print only the members' connect string (for export MW_ZK=...).")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    log_level: LogLevel = DEFAULTS["log_level"],
+    log_json: LogJson = False,
+) -> None:
+    """The ensemble's membership as any of its servers knows it (/zookeeper/config): version, members, and
+    the connect string a new client should use."""
+    settings = setup(zk, DEFAULTS["session_timeout"], log_level, log_json)
+    hosts, _chroot = collect_hosts(settings.hosts)  # /zookeeper/config is outside any chroot
+    plain = ",".join(f"{host}:{port}" for host, port in hosts)
+    client = connect(replace(settings, hosts=plain))
+    try:
+        membership = read_membership(client)
+        text = client.get(CONFIG_NODE)[0].decode()
+    finally:
+        close_quietly(client)
+    if not membership.members:
+        raise fail(f"{plain} is a standalone server: it has no membership to show", 1)
+    if connect_string:
+        console.print(membership.connect_string, highlight=False, soft_wrap=True)
+    elif as_json:
+        voters, observers = membership.voters, membership.observers
+        console.print_json(
+            json.dumps(
+                {
+                    "version": f"{membership.version:#x}",
+                    "voters": voters,
+                    "observers": observers,
+                    "connect_string": membership.connect_string,
+                }
+            )
+        )
+    else:
+        console.print(membership.describe(), highlight=False)
+        console.print(text.strip(), highlight=False, soft_wrap=True)
