@@ -102,6 +102,7 @@ def test_grow_to_five_and_shrink_to_three_while_tasks_flow(five_capable: LocalZo
         finally:
             close_quietly(newcomer)
 
+        shrinking = time.monotonic()
         leader = zk.wait_for_leader()
         other = next(s for s in zk.servers if s.sid in (1, 2, 3) and s is not leader)
         shrunk = reconfigurer.remove(sorted([leader.sid, other.sid]))
@@ -129,7 +130,12 @@ def test_grow_to_five_and_shrink_to_three_while_tasks_flow(five_capable: LocalZo
             "seconds_grow_and_shrink": round(elapsed, 3),
             "tasks": len(submitted),
             "submits_not_acknowledged": len(unacknowledged),
-            "connection_events": [(round(t - started, 3), name, state) for t, name, state in during],
+            "connection_events_growing": [
+                (round(t - started, 3), name, state) for t, name, state in during if t < shrinking
+            ],
+            "connection_events_shrinking": [
+                (round(t - shrinking, 3), name, state) for t, name, state in during if t >= shrinking
+            ],
         }
         (tmp_path / "reconfig-report.json").write_text(json.dumps(report, indent=2))
         print(json.dumps(report, indent=2))
