@@ -75,7 +75,8 @@ def start(
     reconfigurer = Reconfigurer(zk)
     try:
         control.announce(zk)
-        kind = "standalone server" if servers + observers == 1 else f"ensemble of {servers} servers"
+        kind = "standalone server" if servers + observers == 1 else f"ensemble of {servers} server"
+        kind += "s" if servers > 1 else ""
         kind += f" and {observers} observer{'s' if observers > 1 else ''}" if observers else ""
         console.print(f"ZooKeeper {kind} running; data in {zk.data_dir}")
         console.print(zk.connect_string, highlight=False, soft_wrap=True)

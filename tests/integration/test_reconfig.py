@@ -86,6 +86,9 @@ def test_grow_to_five_and_shrink_to_three_while_tasks_flow(five_capable: LocalZo
         submitter.start()
         wait_until(lambda: len(submitted) >= 20, what="tasks flowing")
         reconfigurer = Reconfigurer(zk)
+        follower = KazooClient(hosts=zk.connect_string, timeout=10)  # learns each membership from a watch
+        follower.start(timeout=15)
+        follow_membership(follower)
 
         started = time.monotonic()
         grown = reconfigurer.add(2)
@@ -93,6 +96,7 @@ def test_grow_to_five_and_shrink_to_three_while_tasks_flow(five_capable: LocalZo
         assert grown.after.version > grown.before.version
         assert sorted(m for m in zk.modes().values()) == ["follower"] * 4 + ["leader"]
 
+        wait_until(lambda: len(follower.hosts) == 5, 10, "the following client to know five servers")
         # A client that starts now learns the new membership and may use any of the five.
         newcomer = KazooClient(hosts=zk.server(5).address, timeout=10)
         newcomer.start(timeout=15)
@@ -110,6 +114,9 @@ def test_grow_to_five_and_shrink_to_three_while_tasks_flow(five_capable: LocalZo
         assert shrunk.after.version > grown.after.version
         zk.wait_for_leader(30)
         elapsed = time.monotonic() - started
+        wait_until(lambda: len(follower.hosts) == 3, 10, "the following client to know three servers")
+        assert {f"{h}:{p}" for h, p in follower.hosts} == set(shrunk.after.connect_string.split(","))
+        close_quietly(follower)
 
         after_shrink = len(submitted)
         wait_until(lambda: len(submitted) >= after_shrink + 20, what="tasks still flowing after the shrink")
