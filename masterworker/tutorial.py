@@ -179,7 +179,10 @@ class Shell:
             except ProcessLookupError:
                 break
             deadline = time.monotonic() + wait
-            while time.monotonic() < deadline and _group_alive(self.proc.pid):
+            while time.monotonic() < deadline:
+                self.proc.poll()  # reap our bash: a zombie still counts as a member of its group
+                if not _group_alive(self.proc.pid):
+                    break
                 time.sleep(0.1)
         self.proc.wait(10)
 

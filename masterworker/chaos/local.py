@@ -11,6 +11,7 @@ from pathlib import Path
 
 from masterworker.history import read_session
 from masterworker.processes import MwProcess
+from masterworker.zk.reconfig import Reconfigurer
 from masterworker.zk.server import LocalZooKeeper
 from masterworker.zkops import expire_session_id
 
@@ -79,6 +80,14 @@ class LocalBackend:
         target = self.zk.server(int(server))
         if not target.running:
             target.restart()
+
+    def add_zk(self, count: int) -> list[str]:
+        """Start ``count`` new servers and add them to the ensemble (ZooKeeper's reconfig)."""
+        change = Reconfigurer(self.zk).add(count)
+        return [str(sid) for sid in change.after.voters if sid not in change.before.voters]
+
+    def remove_zk(self, servers: list[str]) -> None:
+        Reconfigurer(self.zk).remove([int(s) for s in servers])
 
     def stop_load(self) -> None:
         """The local run's load generator lives in the controller process: nothing to stop here."""

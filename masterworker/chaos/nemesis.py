@@ -30,6 +30,7 @@ FAULTS = (
     "expire-session",  # a real server-side session expiry of the active master or a busy worker
     "kill-zk-leader",  # kill -9 of the ZooKeeper leader: the ensemble elects another
     "zk-quorum-loss",  # 2 of 3 ZooKeeper servers down for a while: no progress, no loss
+    "reconfig",  # the ensemble grown 3 -> 5 and shrunk 5 -> 3 while it runs: no loss, the same master
 )
 
 
@@ -49,6 +50,8 @@ class Backend(Protocol):
     def zk_leader(self) -> str | None: ...
     def kill_zk(self, server: str) -> None: ...
     def restart_zk(self, server: str) -> None: ...
+    def add_zk(self, count: int) -> list[str]: ...
+    def remove_zk(self, servers: list[str]) -> None: ...
     def heal(self) -> None: ...
     def stop_load(self) -> None: ...
 
@@ -201,3 +204,27 @@ class Nemesis:
             self.backend.restart_zk(server)
         restarted = time.monotonic()
         self._recovered("zk-quorum-loss", restarted, self._wait(self._writable), "quorum back, writes accepted")
+
+    def _reconfig(self) -> None:
+        """Grow the ensemble by two servers, then remove them, each in one reconfig (chapter 10).
+
+        Nothing is killed: a reconfiguration alone must change no master, so a new master counts
+        as not recovered. A backend that cannot change its ensemble (compose's is static) skips it.
+        """
+        if not hasattr(self.backend, "add_zk"):
+            self.say("[yellow]reconfig[/] skipped: this backend's ensemble is static")
+            return
+        master = self.active_master()
+        started = self._fault("reconfig", "the ZooKeeper ensemble", "(grow 3 -> 5, then shrink 5 -> 3)")
+        try:
+            added = self.backend.add_zk(2)
+            grown = self._wait(self._writable)
+            self.backend.remove_zk(added)
+            shrunk = self._wait(self._writable)
+        except Exception as exc:  # a refused reconfig is a finding of the run, not a crash of it
+            self._recovered("reconfig", started, False, f"reconfig failed: {exc}")
+            return
+        now = self.active_master()
+        same = master is None or (now is not None and now[1] == master[1])
+        what = "grown and shrunk, writes accepted, the same master" if same else "THE MASTER CHANGED"
+        self._recovered("reconfig", started, grown and shrunk and same, what)

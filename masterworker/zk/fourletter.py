@@ -34,7 +34,7 @@ def parse_lines(reply: str, separator: str = ":") -> dict[str, str]:
 
 
 def server_facts(host: str, port: int, timeout: float = 2.0) -> dict[str, object]:
-    """Mode, zxid, connections and znode count of one server, as ``mw zk status`` shows them.
+    """Mode, zxid, connections, znode count and configuration version of one server (``mw zk status``).
 
     A server that is up but not part of a working quorum answers ``srvr`` with "not currently
     serving requests"; that is reported as mode ``not serving``.
@@ -45,6 +45,7 @@ def server_facts(host: str, port: int, timeout: float = 2.0) -> dict[str, object
     fields = parse_lines(srvr)
     zxid = fields.get("Zxid")
     mntr = parse_lines(four_letter(host, port, "mntr", timeout), "\t")
+    conf = parse_lines(four_letter(host, port, "conf", timeout), "=")
     return {
         "outstanding_requests": _int(mntr.get("zk_outstanding_requests")),
         "avg_latency_ms": _float(mntr.get("zk_avg_latency")),
@@ -56,6 +57,8 @@ def server_facts(host: str, port: int, timeout: float = 2.0) -> dict[str, object
         "epoch": int(zxid, 16) >> 32 if zxid else None,
         "connections": int(fields["Connections"]) if "Connections" in fields else None,
         "znodes": int(fields["Node count"]) if "Node count" in fields else None,
+        # the version of the membership this server knows (3.5+; a standalone server has none)
+        "config_version": f"0x{conf['version']}" if "version" in conf else None,
     }
 
 

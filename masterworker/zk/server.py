@@ -20,6 +20,7 @@ import atexit
 import contextlib
 import ctypes
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -28,7 +29,7 @@ import tempfile
 import threading
 import time
 import weakref
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from kazoo.security import make_digest_acl_credential
@@ -83,10 +84,22 @@ class ServerConfig:
     peer_port: int
     election_port: int
     data_dir: Path
+    observer: bool = False  # receives every commit but does not vote (chapter 9)
 
     @property
     def address(self) -> str:
         return f"{LOOPBACK}:{self.client_port}"
+
+    @property
+    def role(self) -> str:
+        return "observer" if self.observer else "participant"
+
+    def server_line(self) -> str:
+        """This server as a line of the dynamic configuration (3.5+): peer ports, role; client address."""
+        return (
+            f"server.{self.sid}={LOOPBACK}:{self.peer_port}:{self.election_port}:{self.role}"
+            f";{LOOPBACK}:{self.client_port}"
+        )
 
 
 LOG4J_PROPERTIES = """\
@@ -125,6 +138,7 @@ class ZooKeeperServer:
         self.peers = peers
         self.tick_ms = tick_ms
         self.process: subprocess.Popen[bytes] | None = None
+        self._configured = False  # after the first start the server owns its files (reconfig rewrites them)
 
     # -- configuration -------------------------------------------------------------------
     @property
@@ -143,17 +157,27 @@ class ZooKeeperServer:
     def config_file(self) -> Path:
         return self.config.data_dir / "zoo.cfg"
 
+    @property
+    def dynamic_config_file(self) -> Path:
+        return self.config.data_dir / "zoo.cfg.dynamic"
+
     def write_config(self) -> None:
-        """The generated zoo.cfg: loopback only, admin server off, every four-letter word allowed."""
+        """The generated zoo.cfg: loopback only, admin server off, every four-letter word allowed.
+
+        An ensemble's membership goes to a separate dynamic file (``server.N=...`` lines with each
+        server's role and client address), the form ZooKeeper 3.5+ rewrites itself when the
+        ensemble is reconfigured (chapter 10): it then writes ``zoo.cfg.dynamic.<version>`` and
+        points ``dynamicConfigFile`` at it, so a restarted server comes back with the new members.
+        """
         cfg = self.config
         cfg.data_dir.mkdir(parents=True, exist_ok=True)
+        ensemble = len(self.peers) > 1 or cfg.observer
         lines = [
             f"tickTime={self.tick_ms}",
             "initLimit=20",
             "syncLimit=10",
             f"dataDir={cfg.data_dir}",
-            f"clientPort={cfg.client_port}",
-            f"clientPortAddress={LOOPBACK}",
+            *([] if ensemble else [f"clientPort={cfg.client_port}", f"clientPortAddress={LOOPBACK}"]),
             "admin.enableServer=false",
             "4lw.commands.whitelist=*",
             "minSessionTimeout=1000",
@@ -161,10 +185,14 @@ class ZooKeeperServer:
             "maxClientCnxns=0",
             "autopurge.purgeInterval=0",
         ]
-        if len(self.peers) > 1:
+        if ensemble:
             (cfg.data_dir / "myid").write_text(f"{cfg.sid}\n")
-            lines += ["standaloneEnabled=false", "reconfigEnabled=false"]
-            lines += [f"server.{p.sid}={LOOPBACK}:{p.peer_port}:{p.election_port}" for p in self.peers]
+            # reconfigEnabled: the ensemble can be changed while it runs, by an authorised client only
+            # (the superuser whose digest the launcher passes to every server; see LocalZooKeeper).
+            lines += ["standaloneEnabled=false", "reconfigEnabled=true"]
+            lines += ["peerType=observer"] if cfg.observer else []
+            lines += [f"dynamicConfigFile={self.dynamic_config_file}"]
+            self.dynamic_config_file.write_text("".join(p.server_line() + "\n" for p in self.peers))
         self.config_file.write_text("\n".join(lines) + "\n")
         (cfg.data_dir / "log4j.properties").write_text(LOG4J_PROPERTIES.format(log=self.log_file))
         (cfg.data_dir / "logback.xml").write_text(LOGBACK_XML.format(log=self.log_file))
@@ -205,7 +233,9 @@ class ZooKeeperServer:
             return
         if not port_is_free(self.config.client_port):
             raise PortInUse(f"port {self.config.client_port} on {LOOPBACK} is already in use")
-        self.write_config()
+        if not self._configured:
+            self.write_config()
+            self._configured = True
         out = open(self.config.data_dir / "zookeeper.out", "ab")  # noqa: SIM115 - the child owns it
         self.process = subprocess.Popen(
             self.command(),
@@ -329,15 +359,19 @@ def _stop_everything() -> None:
 
 
 class LocalZooKeeper:
-    """A standalone server (``servers=1``) or an ensemble of 3 or 5 on loopback.
+    """A standalone server (``servers=1``) or an ensemble of 3 or 5 voters, plus observers, on loopback.
 
     Usage::
 
-        with LocalZooKeeper(servers=3) as zk:
+        with LocalZooKeeper(servers=3, observers=1) as zk:
             client = KazooClient(hosts=zk.connect_string)
-            zk.leader().kill()          # the others elect a new leader
+            zk.leader().kill()          # the others elect a new leader; the observer does not vote
 
     The data lives in ``data_dir`` (a temporary directory when not given, removed on stop).
+    Ensembles can be reconfigured while they run (``masterworker.zk.reconfig``): ZooKeeper 3.5+
+    accepts ``reconfig`` only from a superuser (or with ACL checks skipped, or with an ACL opened
+    on ``/zookeeper/config``). Every server gets the digest of ``superuser``; when none is given a
+    random password is made that only this process knows, so only the launcher can reconfigure.
     """
 
     def __init__(
@@ -348,32 +382,79 @@ class LocalZooKeeper:
         install: ZooKeeperInstall | None = None,
         tick_ms: int = 500,
         superuser: str | None = None,
+        observers: int = 0,
     ) -> None:
         """``superuser="super:PASSWORD"`` makes that digest user bypass every ACL (chapter 6's
-        escape hatch for operators; the tests use it to clean up secured trees)."""
+        escape hatch for operators; the tests use it to clean up secured trees, the launcher to
+        reconfigure). ``observers`` servers follow without voting (chapter 9)."""
         if not 1 <= servers <= 7:
-            raise ValueError("a local ZooKeeper has 1 to 7 servers")
+            raise ValueError("a local ZooKeeper has 1 to 7 voting servers")
+        if not 0 <= observers <= 7:
+            raise ValueError("a local ZooKeeper has 0 to 7 observers")
         self.install = install or find_install()
+        self.tick_ms = tick_ms
         self._tmp = None
         if data_dir is None:
             self._tmp = tempfile.TemporaryDirectory(prefix="mw-zk-")
             data_dir = self._tmp.name
         self.data_dir = Path(data_dir).resolve()
+        self.base_port = client_port
         if client_port is not None and not port_is_free(client_port):
             raise PortInUse(f"port {client_port} on {LOOPBACK} is already in use")
-        configs = []
-        for sid in range(1, servers + 1):
-            port = client_port + sid - 1 if client_port is not None else free_port()
-            configs.append(ServerConfig(sid, port, free_port(), free_port(), self.data_dir / f"server{sid}"))
-        digest = make_digest_acl_credential(*superuser.split(":", 1)) if superuser else None
-        self.servers = [ZooKeeperServer(self.install, c, configs, tick_ms, digest) for c in configs]
+        self.superuser = superuser or f"super:{secrets.token_hex(16)}"
+        self.super_digest = make_digest_acl_credential(*self.superuser.split(":", 1))
+        configs = [self._config(sid, observer=sid > servers) for sid in range(1, servers + observers + 1)]
+        self.servers = [self._server(c, configs) for c in configs]
+        self._next_sid = len(configs) + 1
+
+    def _config(self, sid: int, observer: bool = False, check_port: bool = False) -> ServerConfig:
+        """Ports count up from ``client_port`` when one was given (and is free), else the kernel picks."""
+        port = self.base_port + sid - 1 if self.base_port is not None else None
+        if port is None or port >= 65536 or (check_port and not port_is_free(port)):
+            port = free_port()
+        return ServerConfig(sid, port, free_port(), free_port(), self.data_dir / f"server{sid}", observer)
+
+    def _server(self, config: ServerConfig, peers: list[ServerConfig]) -> ZooKeeperServer:
+        return ZooKeeperServer(self.install, config, peers, self.tick_ms, self.super_digest)
+
+    # -- membership (changed by masterworker.zk.reconfig) ------------------------------------
+    def voters(self) -> list[ZooKeeperServer]:
+        return [s for s in self.servers if not s.config.observer]
+
+    def observers(self) -> list[ZooKeeperServer]:
+        return [s for s in self.servers if s.config.observer]
+
+    def new_server(self, observer: bool = False) -> ZooKeeperServer:
+        """A server that is not a member yet, configured to join: it knows the members and itself.
+
+        Started, it syncs with the leader as a non-voting learner; it becomes a member when a
+        ``reconfig`` adds it. Ids are never reused within a run (a removed id's data stays put).
+        """
+        config = self._config(self._next_sid, observer, check_port=True)
+        self._next_sid += 1
+        server = self._server(config, [s.config for s in self.servers] + [config])
+        self.servers.append(server)
+        return server
+
+    def forget(self, server: ZooKeeperServer) -> None:
+        """Stop a server that left the ensemble and drop it from the list."""
+        server.stop()
+        if server in self.servers:
+            self.servers.remove(server)
+
+    def set_observer(self, server: ZooKeeperServer, observer: bool) -> None:
+        """Record a role change a reconfig made (the server itself learns it from the new config)."""
+        server.config = replace(server.config, observer=observer)
 
     @property
     def connect_string(self) -> str:
         return ",".join(s.address for s in self.servers)
 
     def server(self, sid: int) -> ZooKeeperServer:
-        return self.servers[sid - 1]
+        for server in self.servers:
+            if server.sid == sid:
+                return server
+        raise KeyError(f"no ZooKeeper server {sid} in this ensemble")
 
     def start(self, timeout: float = 60.0) -> LocalZooKeeper:
         try:

@@ -147,3 +147,36 @@ def test_mw_zk_status_of_nothing_exits_1() -> None:
     result = run_mw("zk", "status", "--zk", f"127.0.0.1:{port}")
     assert result.returncode == 1
     assert result.stderr.strip() == f"error: no ZooKeeper server answered at 127.0.0.1:{port}"
+
+
+@pytest.mark.ensemble
+@pytest.mark.timeout(120)
+def test_an_observer_serves_reads_and_writes_but_does_not_vote(tmp_path: Path) -> None:
+    """Chapter 9: an observer gets every commit and forwards writes, but two voters down of three is
+    no quorum, whatever the observer says."""
+    with LocalZooKeeper(servers=3, observers=1, data_dir=tmp_path / "zk") as zk:
+        assert sorted(zk.modes().values()) == ["follower", "follower", "leader", "observer"]
+        observer = zk.observers()[0]
+        # ZooKeeper rewrites zoo.cfg at start: the membership moves to a versioned dynamic file
+        dynamic = observer.config_file.read_text().split("dynamicConfigFile=")[1].strip()
+        assert f"server.{observer.sid}=" in Path(dynamic).read_text() and ":observer;" in Path(dynamic).read_text()
+        voter = KazooClient(hosts=zk.voters()[0].address, timeout=10)
+        reader = KazooClient(hosts=observer.address, timeout=10, connection_retry={"max_tries": 2})
+        voter.start(timeout=10)
+        reader.start(timeout=10)
+        try:
+            voter.create("/written-through-a-voter", b"seen")
+            reader.sync("/written-through-a-voter")
+            assert reader.get("/written-through-a-voter")[0] == b"seen"  # the observer has the commit
+            reader.create("/written-through-the-observer")  # forwarded to the leader
+            assert voter.exists("/written-through-the-observer")
+            for server in zk.voters()[:2]:
+                server.kill()
+            wait_until(lambda: observer.mode() == "not serving", 30, "the observer to stop serving")
+            with pytest.raises((ConnectionLoss, OperationTimeoutError, SessionExpiredError, KazooTimeoutError)):
+                reader.create_async("/with-one-voter-and-an-observer").get(timeout=15)
+        finally:
+            for client in (voter, reader):
+                client.stop()
+                client.close()
+    assert jvm_pids_under(tmp_path / "zk") == []
