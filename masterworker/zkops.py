@@ -133,20 +133,23 @@ def poll_until(condition: Callable[[], object], timeout: float, interval: float 
 
 
 class SessionEvents:
-    """Puts kazoo's session states into a queue as ("session", state) items.
+    """Puts kazoo's session states into a queue, as ``wrap(state)`` (a role's own event type).
 
     SUSPENDED: the connection is gone, the session may still be alive (a recoverable failure);
     LOST: the session expired, our ephemeral nodes and watches are gone (unrecoverable: start
     again with the new session kazoo opens); CONNECTED: connected again, same or new session.
     """
 
-    def __init__(self, client: KazooClient, events: queue.Queue) -> None:
+    def __init__(
+        self, client: KazooClient, events: queue.Queue, wrap: Callable[[KazooState], object] = lambda s: ("session", s)
+    ) -> None:
         self.client = client
         self.events = events
+        self.wrap = wrap
         client.add_listener(self._listener)
 
     def _listener(self, state: KazooState) -> None:
-        self.events.put(("session", state))
+        self.events.put(self.wrap(state))
 
     def remove(self) -> None:
         self.client.remove_listener(self._listener)
