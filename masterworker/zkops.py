@@ -29,6 +29,7 @@ from kazoo.exceptions import (
     RuntimeInconsistency,
     SessionExpiredError,
 )
+from kazoo.retry import KazooRetry
 
 from masterworker.protocol import EPOCH, MASTER, PARENTS
 
@@ -104,6 +105,17 @@ def failure(results: list[object]) -> tuple[int, Exception] | None:
         if isinstance(result, Exception) and not isinstance(result, RolledBackError | RuntimeInconsistency):
             return index, result
     return None
+
+
+def retrying(stop: threading.Event | None = None) -> KazooRetry:
+    """kazoo's own retry for an *idempotent attempt*: run again after ConnectionLoss (and friends),
+    with backoff, until it returns, or until ``stop`` is set (then kazoo raises InterruptedError).
+
+    The attempt itself must make a retry safe, the way kazoo's lock recipe does: a create that
+    may have happened looks for its own node first (``client.submit``), a completion looks for
+    its own record (``Worker._complete``). Raising kazoo's ForceRetryError asks for another try.
+    """
+    return KazooRetry(max_tries=-1, delay=0.1, max_delay=1.0, interrupt=stop.is_set if stop else None)
 
 
 def wait_connected(client: KazooClient, stop: threading.Event, timeout: float | None = None) -> bool:
