@@ -178,7 +178,7 @@ def expire_session(client: KazooClient, timeout: float = 10.0) -> None:
     if client.client_id is None:
         raise RuntimeError("the client has no session to expire")
     hosts = ",".join(f"[{h}]:{p}" if ":" in h else f"{h}:{p}" for h, p in client.hosts)
-    expire_session_id(hosts, client.client_id, client._session_timeout / 1000.0, timeout)
+    expire_session_id(hosts, client.client_id, timeout=timeout)
 
 
 def expire_session_id(
