@@ -30,9 +30,12 @@ from collections.abc import Callable
 
 from kazoo.client import KazooClient
 from kazoo.exceptions import NodeExistsError, NoNodeError
+from kazoo.retry import ForceRetryError
+from kazoo.retry import InterruptedError as RetryInterrupted
 from loguru import logger
 
 from masterworker.errors import BacklogFull, BadInput, NotFound
+from masterworker.history import History
 from masterworker.multiread import get_many
 from masterworker.protocol import (
     ASSIGN,
@@ -52,7 +55,7 @@ from masterworker.protocol import (
     task_path,
     worker_path,
 )
-from masterworker.zkops import RECOVERABLE, failure, wait_connected
+from masterworker.zkops import RECOVERABLE, failure, retrying, wait_connected
 
 DEFAULT_BACKLOG_CAP = 20_000
 
@@ -105,32 +108,53 @@ def submit(
     spec: TaskSpec,
     backlog_cap: int = DEFAULT_BACKLOG_CAP,
     stop: threading.Event | None = None,
+    history: History | None = None,
 ) -> str:
-    """Create the task exactly once and return its name (``task-<guid>-<sequence>``)."""
+    """Create the task exactly once and return its name (``task-<guid>-<sequence>``).
+
+    One attempt, retried by ``zkops.retrying`` after ConnectionLoss: a later attempt first looks
+    for the task the earlier one may have created (the guid in its name), as kazoo's lock recipe
+    looks for its own node. ``history`` (the chaos checker's input, under ``mw chaos``) records the
+    invocation and whether the task was acknowledged, failed, or its outcome stayed unknown.
+    """
+    history = history or History(None)
     data = encode_task(spec)
-    stop = stop or threading.Event()
+    history.record("submit-invoke")
+    try:
+        task = _submit(client, data, backlog_cap, stop)
+    except BaseException as exc:
+        unknown = isinstance(exc, OutcomeUnknown | KeyboardInterrupt)
+        history.record("submit-unknown" if unknown else "submit-fail", error=type(exc).__name__)
+        raise
+    history.record("submit-ok", task=task)
+    return task
+
+
+def _submit(client: KazooClient, data: bytes, backlog_cap: int, stop: threading.Event | None) -> str:
     guid = new_guid()
     ensure_tasks(client)
     check_backlog(client, backlog_cap)
-    while True:
-        try:
-            path = client.create(task_path(protected_prefix(guid)), data, sequence=True)
-            return path.rsplit("/", 1)[1]
-        except RECOVERABLE as exc:
-            logger.warning("{} while creating the task: looking for it before trying again", type(exc).__name__)
-            while True:
-                if not wait_connected(client, stop):
-                    raise OutcomeUnknown(f"stopped while looking for {protected_prefix(guid)}*") from None
-                try:
-                    found = find_protected(client, guid)
-                    break
-                except RECOVERABLE:
-                    continue
+    attempts = 0
+
+    def attempt() -> str:
+        nonlocal attempts
+        attempts += 1
+        if attempts > 1:
+            found = find_protected(client, guid)
             if found is not None:
                 logger.info("the create did happen: our task is {}", found)
                 return found
-        except NoNodeError:  # /tasks vanished (an operator wiped the tree): create it again
+            logger.warning("ConnectionLoss while creating the task, and it is not there: creating it again")
+        try:
+            return client.create(task_path(protected_prefix(guid)), data, sequence=True).rsplit("/", 1)[1]
+        except NoNodeError:  # /tasks vanished (an operator wiped the tree): create it again, then retry
             ensure_tasks(client)
+            raise ForceRetryError() from None
+
+    try:
+        return retrying(stop)(attempt)
+    except RetryInterrupted:
+        raise OutcomeUnknown(f"stopped while looking for {protected_prefix(guid)}*") from None
 
 
 def locate(client: KazooClient, guids: list[str]) -> dict[str, str]:

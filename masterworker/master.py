@@ -17,10 +17,14 @@ and change nothing, and it gives up ``/master`` (if it still holds it) and becom
 
 **Assignment (ch. 4).** One-time watches on ``/workers``, ``/tasks`` and each ``/assign/<w>``
 tell the master what changed; after each it re-reads the children (and sets the watch again).
-Each pending task moves to the least-loaded worker with room (its slots plus a small
-prefetch, which the worker announces), in submission order, in one transaction: check the
-fencing token, create the assignment, delete the task. Many tasks may share one transaction;
-each still moves atomically.
+Then the book's chain, in ``_assign``: plan which pending task goes to which worker (the
+least-loaded with room: its slots plus a small prefetch, which the worker announces), read each
+task's data, and move it in one transaction: check the fencing token, create the assignment,
+delete the task. Reading many tasks in one request and putting many moves in one transaction
+are ``batching.py``'s business, behind two calls; each task still moves atomically.
+
+The decisions (the cluster as believed, the plan, what each leftover and each failure means)
+are ``master_core.py``'s, shared with the chapter-7 and chapter-8 masters.
 
 **Recovery (ch. 4 and 5).** When a worker's ephemeral node goes, its assigned tasks go back to
 ``/tasks`` (create the task, delete the assignment, in one transaction), except tasks that have
@@ -35,37 +39,51 @@ a queue; this class's own thread does all the work, like the book's single event
 
 from __future__ import annotations
 
-import enum
 import queue
 import threading
-from collections import deque
-from dataclasses import dataclass, field
 
 from kazoo.client import KazooClient, KazooState
 from kazoo.exceptions import NodeExistsError, NoNodeError, NotEmptyError
 from kazoo.protocol.states import WatchedEvent
 from loguru import logger
 
+from masterworker.batching import commit_moves, read_tasks
 from masterworker.fencing import Token, claim, deposed, fence, next_token
 from masterworker.history import History
-from masterworker.multiread import get_many
+from masterworker.master_core import (
+    AssignChanged,
+    Cluster,
+    Deposed,
+    Dirty,
+    Event,
+    Leftover,
+    MasterGone,
+    MasterState,
+    Move,
+    Outcome,
+    SessionChanged,
+    Stop,
+    TasksChanged,
+    WorkersChanged,
+    leftover,
+    outcome,
+    plan_moves,
+)
 from masterworker.protocol import (
     ASSIGN,
     EPOCH,
     MASTER,
-    MAX_TASK_BYTES,
     TASKS,
     WORKERS,
     WorkerInfo,
     assign_dir,
     assignment_path,
-    oversized,
     status_path,
     submission_order,
     task_path,
     worker_path,
 )
-from masterworker.security import Policy, install_policy, load_policy
+from masterworker.security import Policy, load_policy
 from masterworker.zkops import (
     RECOVERABLE,
     SessionEvents,
@@ -76,55 +94,7 @@ from masterworker.zkops import (
     wait_connected,
 )
 
-# Tasks per assignment transaction: each task is still moved atomically.
-BATCH = 64
-
-
-class MasterState(enum.Enum):
-    """The book's master states, plus PAUSED for a connection in doubt."""
-
-    BACKUP = "backup"  # not elected: watching /master
-    ELECTED = "elected"  # the active master
-    PAUSED = "paused"  # elected, but the connection is SUSPENDED: act on nothing
-    STOPPED = "stopped"
-
-
-class Deposed(Exception):
-    """A fenced transaction failed on its token check: a newer master exists, or the token was removed."""
-
-
-@dataclass
-class Cluster:
-    """What the active master believes about the system; rebuilt from ZooKeeper after every doubt."""
-
-    workers: dict[str, WorkerInfo] = field(default_factory=dict)
-    assigned: dict[str, set[str]] = field(default_factory=dict)  # live worker -> its assigned tasks
-    pending: deque[str] = field(default_factory=deque)  # in submission order
-
-    def total_capacity(self) -> int:
-        return sum(info.capacity for info in self.workers.values())
-
-    def free_slots(self, worker: str) -> int:
-        return self.workers[worker].capacity - len(self.assigned.get(worker, ()))
-
-
-def plan_moves(cluster: Cluster) -> list[tuple[str, str]]:
-    """Which pending task goes to which worker: in submission order, each to the worker with the most
-    free room (ties: the least loaded), until nobody has room. Shared by all three masters."""
-    ready = [w for w in cluster.workers if w in cluster.assigned]
-    if not cluster.pending or not ready:
-        return []
-    moves: list[tuple[str, str]] = []
-    free = {w: cluster.free_slots(w) for w in ready}
-    load = {w: len(cluster.assigned[w]) for w in ready}
-    for task in cluster.pending:
-        worker = max(ready, key=lambda w: (free[w], -load[w]))
-        if free[worker] <= 0:
-            break
-        moves.append((task, worker))
-        free[worker] -= 1
-        load[worker] += 1
-    return moves
+__all__ = ["Cluster", "Deposed", "Master", "MasterState"]
 
 
 class Master:
@@ -142,18 +112,34 @@ class Master:
         self.id = master_id
         self.fenced = fenced  # False only for the teaching switch of chapter 5
         self.history = history or History(None)
-        self.policy = policy  # None: use the policy the system already has (chapter 6)
+        self.policy = policy  # None: use the policy the system has (chapter 6); installing one is the caller's
         self.state = MasterState.BACKUP
         self.token: Token | None = None  # our fencing token while elected
         self.cluster = Cluster()
-        self.events: queue.Queue = queue.Queue()
+        self.events: queue.Queue[Event] = queue.Queue()
+        self.elected = threading.Event()  # set while ELECTED, for tests and the demo
         self._stop = threading.Event()
         self._resync = True  # re-read everything before the next assignment
-        self._dirty: set[str] = {"run"}  # "run", "workers", "tasks", or "assign:<worker>"
+        self._dirty = Dirty()
         self._announced_backup = False
-        self._watchers: dict[tuple[str, str | None], object] = {}
-        self._session_events = SessionEvents(client, self.events)
-        self.elected = threading.Event()  # set while ELECTED, for tests and the demo
+        self._watchers: dict[Event, object] = {}
+        self._session_events = SessionEvents(client, self.events, SessionChanged)
+
+    @classmethod
+    def frozen_since(cls, client: KazooClient, master_id: str, token: Token, fenced: bool = True) -> Master:
+        """Chapter 5's zombie, for teaching and tests: a master that was elected with ``token`` and then
+        froze (a GC pause, SIGSTOP). It still believes it is the active master; nothing runs it."""
+        zombie = cls(client, master_id, fenced=fenced)
+        zombie.token, zombie.state = token, MasterState.ELECTED
+        zombie._bootstrap()
+        return zombie
+
+    def assign(self, task: str, worker: str) -> bool:
+        """Move one pending task to a worker now, as ``_assign`` does (fenced); True when it moved.
+        Raises Deposed when the fencing check refuses the write."""
+        self.cluster.assigned.setdefault(worker, set())
+        self._assign_moves([Move(task, worker)])
+        return task in self.cluster.assigned[worker]
 
     # -- life cycle ----------------------------------------------------------------------------
     def run(self) -> None:
@@ -171,9 +157,7 @@ class Master:
                 self._step_down("our fencing token is gone (a newer master, or someone removed it)", give_up=True)
             except RECOVERABLE as exc:
                 logger.warning(
-                    "{} during {} work: will re-read everything once connected",
-                    type(exc).__name__,
-                    self.state.value,
+                    "{} during {} work: will re-read everything once connected", type(exc).__name__, self.state.value
                 )
                 self._resync = True
                 wait_connected(self.client, self._stop, timeout=1.0)
@@ -185,34 +169,26 @@ class Master:
     def stop(self) -> None:
         """Ask run() to return; the caller then closes the session, which deletes /master at once."""
         self._stop.set()
-        self.events.put(("stop", None))
+        self.events.put(Stop())
 
     def _bootstrap(self) -> None:
-        """The book's bootstrap: create the parents, idempotently; any master may do it.
-
-        A secure master (``--secure``) also installs the security policy; every master then
-        creates what it creates with the ACLs of that policy.
-        """
-        if self.policy is not None and self.policy.secure:
-            install_policy(self.client, self.policy)  # /security first, then the parents
-        else:
+        """The book's bootstrap: create the parents, idempotently; any master may do it, with the
+        ACLs of the system's policy (chapter 6)."""
+        if self.policy is None:
             self.policy = load_policy(self.client)
-            ensure_nodes(self.client, acl_for=self.policy.for_node)
+        ensure_nodes(self.client, acl_for=self.policy.for_node)
         self.client.default_acl = self.policy.created_by("master")  # tasks it requeues, assignments
 
     # -- the event loop -----------------------------------------------------------------------
     def _step(self) -> None:
-        busy = (self.state is MasterState.ELECTED and (self._resync or bool(self._actionable()))) or (
-            self.state is MasterState.BACKUP and "run" in self._dirty
-        )
-        self._drain_events(timeout=0.0 if busy else 1.0)
+        self._drain_events(timeout=0.0 if self._has_work() else 1.0)
         if self._stop.is_set() or not self.client.connected:
             return
-        if "check-leadership" in self._dirty and self.state is MasterState.PAUSED:
-            self._dirty.discard("check-leadership")
+        if self.state is MasterState.PAUSED and self._dirty.leadership:
+            self._dirty.leadership = False
             self._confirm_leadership()
-        if self.state is MasterState.BACKUP and "run" in self._dirty:
-            self._dirty.discard("run")
+        if self.state is MasterState.BACKUP and self._dirty.run:
+            self._dirty.run = False
             self._elect_or_watch()
         if self.state is MasterState.ELECTED:
             if self._resync:
@@ -221,28 +197,29 @@ class Master:
                 self._refresh_dirty()
             self._assign()
 
-    def _actionable(self) -> set[str]:
-        """Dirty marks there is work for now (a deferred /tasks listing is not)."""
-        deferred = {"run"} | ({"tasks"} if self._enough_pending() else set())
-        return self._dirty - deferred
+    def _has_work(self) -> bool:
+        """Is there something to do now, so the loop must not sleep waiting for an event?"""
+        if self.state is MasterState.BACKUP:
+            return self._dirty.run
+        if self.state is not MasterState.ELECTED:
+            return False
+        listing_due = self._dirty.tasks and not self.cluster.enough_pending()  # else deferred on purpose
+        return self._resync or self._dirty.workers or bool(self._dirty.assign) or listing_due
 
     def _drain_events(self, timeout: float) -> None:
         try:
-            item = self.events.get(timeout=timeout) if timeout else self.events.get_nowait()
+            event = self.events.get(timeout=timeout) if timeout else self.events.get_nowait()
         except queue.Empty:
             if self.state is MasterState.BACKUP:
-                self._dirty.add("run")  # cheap periodic check: a missed watch can never strand us
+                self._dirty.run = True  # cheap periodic check: a missed watch can never strand us
             return
         while True:
-            kind, value = item
-            if kind == "session":
-                self._on_session(value)
-            elif kind in ("workers", "tasks", "run"):
-                self._dirty.add(kind)
-            elif kind == "assign":
-                self._dirty.add(f"assign:{value}")
+            if isinstance(event, SessionChanged):
+                self._on_session(event.state)
+            else:
+                self._dirty.note(event)
             try:
-                item = self.events.get_nowait()
+                event = self.events.get_nowait()
             except queue.Empty:
                 return
 
@@ -258,13 +235,13 @@ class Master:
             self._become_backup()
         elif state == KazooState.CONNECTED:
             if self.state is MasterState.PAUSED:
-                self._dirty.add("check-leadership")
-            self._dirty.add("run")
+                self._dirty.leadership = True
+            self._dirty.run = True
 
-    # -- election --------------------------------------------------------------------------------
+    # -- election (ch. 3) ---------------------------------------------------------------------
     def _elect_or_watch(self) -> None:
         """A backup's check: is there an active master? If not, run; either way, keep a watch."""
-        if self.client.exists(MASTER, watch=self._on_master_event) is None:
+        if self.client.exists(MASTER, watch=self._watch(MasterGone())) is None:
             self._run_for_master()
         else:
             self._announce_backup()
@@ -275,11 +252,10 @@ class Master:
             token, older = next_token(self.client.get_children(EPOCH))
         except NoNodeError:  # /epoch was removed: create it again (bootstrap), then run
             self._bootstrap()
-            self._dirty.add("run")
+            self._dirty.run = True
             return
         txn = self.client.transaction()
-        acl = self.policy.for_node if self.policy else (lambda _: None)
-        claim(txn, self.id, token, older, acl(MASTER), acl(EPOCH))
+        claim(txn, self.id, token, older, self.policy.for_node(MASTER), self.policy.for_node(EPOCH))
         try:
             results = txn.commit()
         except RECOVERABLE:
@@ -289,7 +265,7 @@ class Master:
                 logger.info("ConnectionLoss on the /master create, read /master: it is ours")
                 self._become_master(token)
             else:
-                self._dirty.add("run")
+                self._dirty.run = True
             return
         failed = failure(results)
         if failed is None:
@@ -297,7 +273,7 @@ class Master:
         elif isinstance(failed[1], NodeExistsError) and failed[0] == 0:
             self._announce_backup()
         elif isinstance(failed[1], NoNodeError):  # /epoch, or an older token, changed meanwhile: again
-            self._dirty.add("run")
+            self._dirty.run = True
         else:
             raise failed[1]
 
@@ -307,13 +283,10 @@ class Master:
         try:
             holder = self.client.get(MASTER)[0].decode("utf-8", "replace")
         except NoNodeError:
-            self._dirty.add("run")  # it went away between our create and this read: run again
+            self._dirty.run = True  # it went away between our create and this read: run again
             return
         logger.info("{} is the active master; {} is a backup watching /master", holder, self.id)
         self._announced_backup = True
-
-    def _on_master_event(self, event: WatchedEvent) -> None:
-        self.events.put(("run", None))
 
     def _become_master(self, token: Token) -> None:
         self._bootstrap()
@@ -331,7 +304,7 @@ class Master:
         self.token = None
         self.cluster = Cluster()
         self._resync = True
-        self._dirty = {"run"}
+        self._dirty = Dirty()
 
     def _step_down(self, why: str, give_up: bool = False) -> None:
         """Become a backup; with ``give_up``, also delete /master if we still hold it, so that an
@@ -352,20 +325,19 @@ class Master:
         else:
             self._step_down("reconnected, but /master or our fencing token is no longer ours", give_up=True)
 
-    # -- reading the system ----------------------------------------------------------------------
-    def _watch(self, kind: str, value: str | None = None):  # noqa: ANN202 - a kazoo watcher
-        """One watcher per (kind, value), reused: kazoo keeps each distinct callable until the watch fires."""
-        key = (kind, value)
-        if key not in self._watchers:
+    # -- reading the system (ch. 4) ------------------------------------------------------------
+    def _watch(self, event: Event):  # noqa: ANN202 - a kazoo watcher
+        """One watcher per event, reused: kazoo keeps each distinct callable until the watch fires."""
+        if event not in self._watchers:
 
-            def watcher(event: WatchedEvent) -> None:
-                self.events.put((kind, value))
+            def watcher(_: WatchedEvent) -> None:
+                self.events.put(event)  # kazoo's thread: hand over, nothing else
 
-            self._watchers[key] = watcher
-        return self._watchers[key]
+            self._watchers[event] = watcher
+        return self._watchers[event]
 
     def _read_workers(self) -> set[str]:
-        live = set(self.client.get_children(WORKERS, watch=self._watch("workers")))
+        live = set(self.client.get_children(WORKERS, watch=self._watch(WorkersChanged())))
         known = self.cluster.workers
         for gone in set(known) - live:
             known.pop(gone)
@@ -378,29 +350,31 @@ class Master:
         return live
 
     def _read_assigned(self, worker: str) -> None:
+        watch = self._watch(AssignChanged(worker))
         try:
-            tasks = self.client.get_children(assign_dir(worker), watch=self._watch("assign", worker))
+            tasks = self.client.get_children(assign_dir(worker), watch=watch)
         except NoNodeError:
             # The worker has not (re)created its assign node yet: hear when it does.
             self.cluster.assigned.pop(worker, None)
-            if self.client.exists(assign_dir(worker), watch=self._watch("assign", worker)) is not None:
-                self._dirty.add(f"assign:{worker}")
+            self._assign_dir_missing(worker)
+            if self.client.exists(assign_dir(worker), watch=watch) is not None:
+                self._dirty.assign.add(worker)
             return
         self.cluster.assigned[worker] = set(tasks)
 
-    def _read_pending(self) -> None:
-        self.cluster.pending = deque(submission_order(self.client.get_children(TASKS, watch=self._watch("tasks"))))
+    def _assign_dir_missing(self, worker: str) -> None:
+        """A hook for the recipes master, whose children watch on that path has stopped."""
 
-    def _enough_pending(self) -> bool:
-        """With thousands of tasks waiting, listing /tasks on every new one would cost O(backlog) per
-        event. While more tasks than the workers can take are known, new ones can wait: they come
-        after the known ones in submission order anyway."""
-        return len(self.cluster.pending) > 2 * self.cluster.total_capacity()
+    def _read_pending(self) -> None:
+        self.cluster.pending.clear()
+        listed = self.client.get_children(TASKS, watch=self._watch(TasksChanged()))
+        self.cluster.pending.extend(submission_order(listed))
 
     def _reconcile(self) -> None:
         """A new master (or one that doubted) rebuilds its picture and repairs the tree."""
         self.cluster = Cluster()
-        self._dirty = {d for d in self._dirty if not d.startswith(("assign:", "workers", "tasks"))}
+        self._dirty.workers = self._dirty.tasks = False
+        self._dirty.assign.clear()
         live = self._read_workers()
         for worker in self.client.get_children(ASSIGN):
             if worker not in live:
@@ -417,8 +391,9 @@ class Master:
         )
 
     def _refresh_dirty(self) -> None:
-        dirty, self._dirty = self._dirty, {d for d in self._dirty if d == "run"}
-        if "workers" in dirty:
+        dirty = self._dirty
+        if dirty.workers:
+            dirty.workers = False
             before = set(self.cluster.workers)
             live = self._read_workers()
             for worker in sorted(before - live):
@@ -427,18 +402,15 @@ class Master:
                 self._recover_worker(worker)
             for worker in sorted(live - before):
                 self._read_assigned(worker)
-        for item in dirty:
-            if item.startswith("assign:"):
-                worker = item.partition(":")[2]
-                if worker in self.cluster.workers:
-                    self._read_assigned(worker)
-        if "tasks" in dirty:
-            if self._enough_pending():
-                self._dirty.add("tasks")  # listed later, when the known tasks run low
-            else:
-                self._read_pending()
+        changed, dirty.assign = dirty.assign, set()
+        for worker in changed:
+            if worker in self.cluster.workers:
+                self._read_assigned(worker)
+        if dirty.tasks and not self.cluster.enough_pending():  # else listed later, when the known run low
+            dirty.tasks = False
+            self._read_pending()
 
-    # -- fenced writes -----------------------------------------------------------------------------
+    # -- fenced writes (ch. 5) -----------------------------------------------------------------
     def _transaction(self):  # noqa: ANN202 - kazoo's TransactionRequest
         txn = self.client.transaction()
         if self.fenced:
@@ -446,24 +418,23 @@ class Master:
         return txn
 
     def _commit(self, txn) -> list[object]:  # noqa: ANN001
-        return self._check_fencing(txn.commit())
+        results = txn.commit()
+        if self.fenced and deposed(results):
+            raise Deposed()
+        return results
 
-    def _offset(self) -> int:
-        return 1 if self.fenced else 0
-
-    # -- recovery --------------------------------------------------------------------------------
+    # -- recovery (ch. 4 and 5) ----------------------------------------------------------------
     def _recover_worker(self, worker: str) -> None:
-        """Give a dead worker's tasks back to /tasks, then remove its assign node."""
+        """Deal with each task a dead worker left (``master_core.Leftover``), then remove its assign node."""
         try:
             tasks = self.client.get_children(assign_dir(worker))
         except NoNodeError:
             return
         requeued = [task for task in submission_order(tasks) if self._recover_task(worker, task)]
-        self.cluster.pending.extendleft(reversed(requeued))  # older than anything pending: first in line
+        self.cluster.requeue(requeued)
         txn = self._transaction()
         txn.delete(assign_dir(worker))
-        results = self._commit(txn)
-        failed = failure(results)
+        failed = failure(self._commit(txn))
         if failed is None:
             logger.info("removed {} of dead worker {}", assign_dir(worker), worker)
         elif not isinstance(failed[1], NoNodeError | NotEmptyError):
@@ -472,96 +443,68 @@ class Master:
             logger.warning("recovered {} task(s) of dead worker {}", len(tasks), worker)
 
     def _recover_task(self, worker: str, task: str) -> bool:
-        """True when the task went back to /tasks."""
+        """One leftover; True when the task went back to /tasks."""
         path = assignment_path(worker, task)
+        kind = leftover(
+            has_status=self.client.exists(status_path(task)) is not None,
+            in_tasks=self.client.exists(task_path(task)) is not None,
+        )
         txn = self._transaction()
-        if self.client.exists(status_path(task)) is None:
+        if kind is Leftover.ORPHAN:
             try:
-                data = self.client.get(path)[0]
+                txn.create(task_path(task), self.client.get(path)[0])
             except NoNodeError:
                 return False
-            txn.create(task_path(task), data)
-            reassign = True
-        else:  # it finished but the worker did not remove the assignment (the book's worker)
-            reassign = False
         txn.delete(path)
         failed = failure(self._commit(txn))
         if failed is None:
-            logger.info("{} of dead worker {} {}", task, worker, "back to /tasks" if reassign else "had a status")
-            return reassign
-        if isinstance(failed[1], NodeExistsError):  # a leftover /tasks/<task>: keep it, drop the copy
-            txn = self._transaction()
-            txn.delete(path)
-            self._commit(txn)
+            logger.info("{} of dead worker {}: {}", task, worker, kind.value)
+            return kind is Leftover.ORPHAN
+        if isinstance(failed[1], NoNodeError | NodeExistsError):  # it moved meanwhile: the next read sees it
             return False
-        if not isinstance(failed[1], NoNodeError):
-            raise failed[1]
-        return False
+        raise failed[1]
 
-    # -- assignment ------------------------------------------------------------------------------
+    # -- assignment (ch. 4) --------------------------------------------------------------------
     def _assign(self) -> None:
-        """Move pending tasks to workers with room, in submission order, least-loaded first."""
+        """The book's chain: which task goes where, each task's data, then create the assignment and
+        delete the task, atomically (many tasks per request: batching.py)."""
         moves = plan_moves(self.cluster)
         if moves:
-            self._move(moves)
+            self._assign_moves(moves)
 
-    def _move(self, moves: list[tuple[str, str]]) -> None:
-        """Batches of BATCH tasks, one transaction each, all in flight at once; a failed batch is
-        retried task by task."""
-        reads = get_many(self.client, [task_path(t) for t, _ in moves])
-        batches: list[list[tuple[str, str]]] = [[]]
-        txns = [self._transaction()]
-        for (task, worker), result in zip(moves, reads, strict=True):
-            if isinstance(result, NoNodeError):  # taken by a previous master's last transaction, or deleted
-                self._forget_pending(task)
-                continue
-            if isinstance(result, Exception):
-                raise result
-            if len(batches[-1]) == BATCH:
-                batches.append([])
-                txns.append(self._transaction())
-            data = result[0] if len(result[0]) <= MAX_TASK_BYTES else oversized(len(result[0]))
-            txns[-1].create(assignment_path(worker, task), data)
-            txns[-1].delete(task_path(task))
-            batches[-1].append((task, worker))
-        sent = [(batch, txn.commit_async()) for batch, txn in zip(batches, txns, strict=True) if batch]
-        for batch, async_result in sent:
-            self._settle_batch(batch, self._check_fencing(async_result.get()))
+    def _assign_moves(self, moves: list[Move]) -> None:
+        data = read_tasks(self.client, [move.task for move in moves])
+        ready = []
+        for move in moves:
+            if data[move.task] is None:  # taken by a previous master's last transaction, or deleted
+                self.cluster.forget(move.task)
+            else:
+                ready.append(move)
+        for batch, results in commit_moves(self._transaction, ready, data):
+            self._settle(batch, results)
 
-    def _check_fencing(self, results: list[object]) -> list[object]:
-        if self.fenced and deposed(results):
-            raise Deposed()
-        return results
-
-    def _settle_batch(self, batch: list[tuple[str, str]], results: list[object]) -> None:
-        failed = failure(results)
-        if failed is None:
-            for task, worker in batch:
-                self.cluster.assigned.setdefault(worker, set()).add(task)
-                self._forget_pending(task)
-                logger.debug("assigned {} to {}", task, worker)
-            return
-        if len(batch) > 1:
+    def _settle(self, batch: list[Move], results: list[object]) -> None:
+        result, error = outcome(results, len(batch), self.fenced)
+        if result is Outcome.COMMITTED:
             for move in batch:
-                self._move([move])
-            return
-        task, worker = batch[0]
-        error = failed[1]
-        if isinstance(error, NoNodeError) and failed[0] == self._offset():  # /assign/<worker> is missing
+                self.cluster.assigned_to(move.task, move.worker)
+                logger.debug("assigned {} to {}", move.task, move.worker)
+        elif result is Outcome.DEPOSED:
+            raise Deposed()
+        elif result is Outcome.BATCH_FAILED:  # which one failed? each again on its own
+            data = read_tasks(self.client, [move.task for move in batch])
+            for move in batch:
+                if data[move.task] is None:
+                    self.cluster.forget(move.task)
+                    continue
+                for single, single_results in commit_moves(self._transaction, [move], data):
+                    self._settle(single, single_results)
+        elif result is Outcome.WORKER_NOT_READY:
+            worker = batch[0].worker
             logger.debug("{} is not ready: {} is missing", worker, assign_dir(worker))
             self.cluster.assigned.pop(worker, None)
-            self._dirty.add(f"assign:{worker}")
-        elif isinstance(error, NoNodeError | NodeExistsError):
-            self._forget_pending(task)
+            self._dirty.assign.add(worker)
+        elif result is Outcome.TASK_GONE:
+            self.cluster.forget(batch[0].task)
         else:
-            raise error
-
-    def _forget_pending(self, task: str) -> None:
-        pending = self.cluster.pending
-        if pending and pending[0] == task:  # the usual case: tasks leave from the front, in order
-            pending.popleft()
-            return
-        try:
-            pending.remove(task)
-        except ValueError:
-            pass
+            raise error  # type: ignore[misc]

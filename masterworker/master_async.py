@@ -39,21 +39,31 @@ from kazoo.exceptions import NodeExistsError, NoNodeError, NotEmptyError
 from kazoo.protocol.states import Callback
 from loguru import logger
 
+from masterworker.batching import add_moves
 from masterworker.fencing import Token, claim, deposed, fence, next_token
 from masterworker.history import History
-from masterworker.master import BATCH, Cluster, MasterState, plan_moves
+from masterworker.master_core import (
+    BATCH,
+    Cluster,
+    Deposed,
+    Leftover,
+    MasterState,
+    Move,
+    Outcome,
+    leftover,
+    outcome,
+    plan_moves,
+)
 from masterworker.protocol import (
     ASSIGN,
     EPOCH,
     MASTER,
-    MAX_TASK_BYTES,
     PARENTS,
     TASKS,
     WORKERS,
     WorkerInfo,
     assign_dir,
     assignment_path,
-    oversized,
     status_path,
     submission_order,
     task_path,
@@ -95,6 +105,7 @@ class AsyncMaster:
         self._again = False
         self._listing_tasks = False
         self._tasks_deferred = False
+        self._needs_reconcile = False  # an operation failed while elected: re-read everything at the next tick
 
     # -- life cycle ------------------------------------------------------------------------------
     def run(self) -> None:
@@ -122,7 +133,7 @@ class AsyncMaster:
             self.threads[kind].add(threading.current_thread().name)
             try:
                 fn(*args)
-            except _Deposed:
+            except Deposed:
                 self._become_backup("our fencing token is gone (a newer master, or someone removed it)", give_up=True)
             except Exception as exc:  # ConnectionLoss and friends: start over once connected
                 logger.warning("{} in {}: will start over once connected", type(exc).__name__, fn.__name__)
@@ -195,7 +206,7 @@ class AsyncMaster:
             return
         if self.state is MasterState.BACKUP:
             self._watch_master()
-        elif self.state is MasterState.ELECTED and getattr(self, "_needs_reconcile", False):
+        elif self.state is MasterState.ELECTED and self._needs_reconcile:
             self._reconcile()
 
     # -- election ----------------------------------------------------------------------------------
@@ -364,7 +375,7 @@ class AsyncMaster:
         self._join(sorted(live - set(self.cluster.workers)))
 
     def _tasks_changed(self) -> None:
-        if len(self.cluster.pending) > 2 * self.cluster.total_capacity() or self._listing_tasks:
+        if self.cluster.enough_pending() or self._listing_tasks:
             self._tasks_deferred = True  # plenty known: new ones come after them; listed when the known run low
             return
         self._tasks_deferred = False
@@ -385,7 +396,7 @@ class AsyncMaster:
 
     def _checked(self, results: list[object]) -> tuple[int, Exception] | None:
         if self.fenced and deposed(results):
-            raise _Deposed()
+            raise Deposed()
         return failure(results)
 
     # -- recovery -------------------------------------------------------------------------------------
@@ -408,19 +419,18 @@ class AsyncMaster:
         self._all(reads, self._on_orphan_data, worker, tasks)
 
     def _on_orphan_data(self, reads: list[Any], worker: str, tasks: list[str]) -> None:
-        """Each leftover by its kind: done already (drop the assignment), still in /tasks too (a crash
-        between the book master's two writes: drop the copy), or only here (back to /tasks)."""
+        """Each leftover by its kind (``master_core.Leftover``), one fenced transaction each."""
         commits = []
         for index, task in enumerate(tasks):
-            has_status, pending_copy, data = reads[3 * index].value, reads[3 * index + 1].value, reads[3 * index + 2]
+            has_status, in_tasks, data = reads[3 * index].value, reads[3 * index + 1].value, reads[3 * index + 2]
             if data.exception is not None:
                 continue
-            back = has_status is None and pending_copy is None
+            kind = leftover(has_status=has_status is not None, in_tasks=in_tasks is not None)
             txn = self._transaction()
-            if back:
+            if kind is Leftover.ORPHAN:
                 txn.create(task_path(task), data.value[0])
             txn.delete(assignment_path(worker, task))
-            commits.append((task, back, txn.commit_async()))
+            commits.append((task, kind is Leftover.ORPHAN, txn.commit_async()))
         self._all([c for _, _, c in commits], self._on_recovered, worker, commits)
 
     def _on_recovered(self, _: list[Any], worker: str, commits: list[tuple[str, bool, Any]]) -> None:
@@ -430,7 +440,7 @@ class AsyncMaster:
                 raise commit.exception
             if self._checked(commit.value) is None and back:
                 requeued.append(task)
-        self.cluster.pending.extendleft(reversed(requeued))
+        self.cluster.requeue(requeued)
         if requeued:
             logger.warning("recovered {} task(s) of dead worker {}", len(requeued), worker)
         txn = self._transaction()
@@ -450,63 +460,51 @@ class AsyncMaster:
         if self._assigning:
             self._again = True
             return
-        if self._tasks_deferred and len(self.cluster.pending) <= 2 * self.cluster.total_capacity():
+        if self._tasks_deferred and not self.cluster.enough_pending():
             self._tasks_changed()
         moves = plan_moves(self.cluster)
         if not moves:
             return
         self._assigning, self._again = True, False
-        reads = [self.client.get_async(task_path(task)) for task, _ in moves]
+        reads = [self.client.get_async(task_path(move.task)) for move in moves]
         self._all(reads, self._on_task_data, moves)
 
-    def _on_task_data(self, reads: list[Any], moves: list[tuple[str, str]]) -> None:
-        batches: list[list[tuple[str, str]]] = []
-        commits = []
-        txn, batch = self._transaction(), []
-        for (task, worker), read in zip(moves, reads, strict=True):
+    def _on_task_data(self, reads: list[Any], moves: list[Move]) -> None:
+        data = {}
+        ready = []
+        for move, read in zip(moves, reads, strict=True):
             if read.exception is not None:  # gone: taken or deleted
-                self._forget(task)
-                continue
-            data = read.value[0] if len(read.value[0]) <= MAX_TASK_BYTES else oversized(len(read.value[0]))
-            txn.create(assignment_path(worker, task), data)
-            txn.delete(task_path(task))
-            batch.append((task, worker))
-            if len(batch) == BATCH:
-                batches.append(batch)
-                commits.append(txn.commit_async())
-                txn, batch = self._transaction(), []
-        if batch:
-            batches.append(batch)
+                self.cluster.forget(move.task)
+            else:
+                data[move.task] = read.value[0]
+                ready.append(move)
+        batches = [ready[start : start + BATCH] for start in range(0, len(ready), BATCH)]
+        commits = []
+        for batch in batches:
+            txn = self._transaction()
+            add_moves(txn, batch, data)
             commits.append(txn.commit_async())
         self._all(commits, self._on_assigned_batches, batches)
 
-    def _on_assigned_batches(self, commits: list[Any], batches: list[list[tuple[str, str]]]) -> None:
+    def _on_assigned_batches(self, commits: list[Any], batches: list[list[Move]]) -> None:
         self._assigning = False
         all_ok = True
         for batch, commit in zip(batches, commits, strict=True):
             if commit.exception is not None:
                 raise commit.exception
-            failed = self._checked(commit.value)
-            if failed is None:
-                for task, worker in batch:
-                    self.cluster.assigned.setdefault(worker, set()).add(task)
-                    self._forget(task)
+            result, error = outcome(commit.value, len(batch), self.fenced)
+            if result is Outcome.COMMITTED:
+                for move in batch:
+                    self.cluster.assigned_to(move.task, move.worker)
+            elif result is Outcome.DEPOSED:
+                raise Deposed()
+            elif result is Outcome.UNEXPECTED:
+                raise error  # type: ignore[misc]
             else:  # a task went away or a worker's /assign node is missing: the re-reads plan again
                 all_ok = False
-                for worker in {worker for _, worker in batch}:
+                for worker in {move.worker for move in batch}:
                     self._read_assigned(worker)
                 self._listing_tasks = False
                 self._tasks_changed()
         if self._again or (batches and all_ok):
             self._assign()
-
-    def _forget(self, task: str) -> None:
-        pending = self.cluster.pending
-        if pending and pending[0] == task:
-            pending.popleft()
-        elif task in pending:
-            pending.remove(task)
-
-
-class _Deposed(Exception):
-    """A fenced transaction failed on the epoch check."""

@@ -39,6 +39,10 @@ class MasterState(enum.Enum):
     STOPPED = "stopped"
 
 
+class Deposed(Exception):
+    """A fenced transaction failed on its token check: a newer master exists, or the token was removed."""
+
+
 # -- events: what watches and the session tell a master (kazoo's threads only enqueue these) --------
 @dataclass(frozen=True)
 class MasterGone:

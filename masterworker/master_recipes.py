@@ -37,7 +37,8 @@ from kazoo.recipe.watchers import ChildrenWatch
 from loguru import logger
 
 from masterworker.history import History
-from masterworker.master import Deposed, Master, MasterState
+from masterworker.master import Deposed, Master
+from masterworker.master_core import AssignChanged, Event, MasterState, TasksChanged, WorkersChanged
 from masterworker.protocol import TASKS, WORKERS, assign_dir
 from masterworker.security import Policy
 from masterworker.zkops import RECOVERABLE, wait_connected
@@ -95,7 +96,7 @@ class RecipesMaster(Master):
                 self._step()
                 if time.monotonic() - last_check > 1.0:  # a ChildrenWatch on a missing path stops silently
                     last_check = time.monotonic()
-                    self._dirty.update(f"assign:{w}" for w in self.cluster.workers if w not in self.cluster.assigned)
+                    self._dirty.assign.update(w for w in self.cluster.workers if w not in self.cluster.assigned)
             except Deposed:
                 self._step_down("our fencing token is gone (a newer master, or someone removed it)", give_up=True)
             except RECOVERABLE:
@@ -104,23 +105,27 @@ class RecipesMaster(Master):
         logger.info("{} gives up the election recipe's leadership", self.id)
 
     # -- watches: recipes instead of one-time watches --------------------------------------------
-    def _watch(self, kind: str, value: str | None = None) -> None:  # type: ignore[override]
+    def _watch(self, event: Event) -> None:  # type: ignore[override]
         """The shared code asks for a one-time watch with each read; the recipes watch instead."""
-        if kind == "assign" and value is not None:
-            self._watch_children(assign_dir(value), kind, value)
+        if isinstance(event, AssignChanged):
+            self._watch_children(assign_dir(event.worker), event)
         return None
 
-    def _watch_with_recipes(self) -> None:
-        self._watch_children(WORKERS, "workers")
-        self._watch_children(TASKS, "tasks")
+    def _assign_dir_missing(self, worker: str) -> None:
+        """kazoo's ChildrenWatch stops for good (and silently) when its path is deleted: forget ours,
+        so that the next read of that worker's /assign node starts a new one."""
+        self._recipe_watches.pop(assign_dir(worker), None)
 
-    def _watch_children(self, path: str, kind: str, value: str | None = None) -> None:
-        existing = self._recipe_watches.get(path)
-        if existing is not None and not existing._stopped:
+    def _watch_with_recipes(self) -> None:
+        self._watch_children(WORKERS, WorkersChanged())
+        self._watch_children(TASKS, TasksChanged())
+
+    def _watch_children(self, path: str, event: Event) -> None:
+        if path in self._recipe_watches:
             return
 
         def changed(children: list[str]) -> bool:
-            self.events.put((kind, value))  # runs on kazoo's callback thread: hand over, nothing else
+            self.events.put(event)  # runs on kazoo's callback thread: hand over, nothing else
             return self.state is not MasterState.STOPPED
 
         self._recipe_watches[path] = ChildrenWatch(self.client, path, changed)

@@ -5,8 +5,13 @@
 - ``recipes`` (``master_recipes.py``, chapter 8): kazoo's Election and ChildrenWatch recipes.
 """
 
+import enum
+
 from masterworker.master import Master
 from masterworker.master_async import AsyncMaster
 from masterworker.master_recipes import RecipesMaster
 
 IMPLEMENTATIONS = {"default": Master, "async": AsyncMaster, "recipes": RecipesMaster}
+
+# The same names as a type, for the command line (typer lists and checks the choices).
+Impl = enum.StrEnum("Impl", {name: name for name in IMPLEMENTATIONS})

@@ -13,6 +13,7 @@ at most ``MAX_PATHS`` nodes of at most a few KiB each.
 
 from __future__ import annotations
 
+import weakref
 from collections import namedtuple
 
 from kazoo.client import KazooClient
@@ -63,7 +64,7 @@ class MultiRead(namedtuple("MultiRead", "paths")):
         return results
 
 
-_UNSUPPORTED: set[int] = set()  # ids of clients whose server answered "unimplemented"
+_UNSUPPORTED: weakref.WeakSet[KazooClient] = weakref.WeakSet()  # clients whose server answered "unimplemented"
 
 
 def get_many(client: KazooClient, paths: list[str]) -> list[tuple[bytes, ZnodeStat] | Exception]:
@@ -72,7 +73,7 @@ def get_many(client: KazooClient, paths: list[str]) -> list[tuple[bytes, ZnodeSt
     Every chunk's request is sent before the first reply is awaited.
     """
     chunks = [paths[start : start + MAX_PATHS] for start in range(0, len(paths), MAX_PATHS)]
-    if id(client) in _UNSUPPORTED:
+    if client in _UNSUPPORTED:
         return [r for chunk in chunks for r in _pipelined(client, chunk)]
     sent = []
     for chunk in chunks:
@@ -84,7 +85,7 @@ def get_many(client: KazooClient, paths: list[str]) -> list[tuple[bytes, ZnodeSt
         try:
             results.extend(async_result.get())
         except UnimplementedError:
-            _UNSUPPORTED.add(id(client))
+            _UNSUPPORTED.add(client)
             results.extend(_pipelined(client, chunk))
         except ConnectionLoss:
             # A reply over ZooKeeper's 1 MB packet limit (someone wrote huge nodes) makes the

@@ -47,6 +47,7 @@ from concurrent.futures import ThreadPoolExecutor
 from kazoo.client import KazooClient, KazooState
 from kazoo.exceptions import NoAuthError, NodeExistsError, NoNodeError
 from kazoo.protocol.states import WatchedEvent
+from kazoo.retry import InterruptedError as RetryInterrupted
 from loguru import logger
 
 from masterworker.connection import DEFAULT_SESSION_TIMEOUT
@@ -75,6 +76,7 @@ from masterworker.zkops import (
     SessionEvents,
     failure,
     owns_ephemeral,
+    retrying,
     wait_connected,
     wait_for_nodes,
 )
@@ -439,52 +441,53 @@ class Worker:
                 return
 
     def _complete_batch(self, batch: list[tuple[str, TaskStatus]]) -> list[bool]:
-        """One transaction for all; when it fails, each task is completed (or discarded) on its own."""
+        """One transaction for all; if it fails (or its outcome is unknown), each task is completed,
+        or found completed by us, or discarded, on its own."""
         if len(batch) > 1:
             txn = self.client.transaction()
             for task, status in batch:
                 txn.create(status_path(task), status.encode())
                 txn.delete(assignment_path(self.id, task))
             try:
-                failed = failure(txn.commit())
-            except RECOVERABLE:
-                failed = (-1, None)  # unknown outcome: each _complete below finds out by its run id
-            if failed is None:
+                committed = failure(txn.commit()) is None
+            except RECOVERABLE:  # unknown outcome: each _complete below finds out by its run id
+                committed = False
+            if committed:
                 for task, status in batch:
                     logger.info("{} {} (exit code {})", task, status.state, status.exit_code)
                 return [True] * len(batch)
         return [self._complete(task, status) for task, status in batch]
 
     def _complete(self, task: str, status: TaskStatus) -> bool:
-        """Create the status and delete the assignment, atomically. True when our record counts."""
-        while True:
+        """Create the status and delete the assignment, atomically. True when our record counts.
+
+        One attempt, retried by ``zkops.retrying`` after ConnectionLoss: a later attempt first looks
+        for our own record (its run id), since the earlier commit may have happened.
+        """
+        attempts = 0
+
+        def attempt() -> bool:
+            nonlocal attempts
+            attempts += 1
+            if attempts > 1 and self._is_our_record(task, status):
+                return True  # the commit whose reply we lost did happen
             txn = self.client.transaction()
             txn.create(status_path(task), status.encode())
             txn.delete(assignment_path(self.id, task))
-            try:
-                failed = failure(txn.commit())
-            except RECOVERABLE:
-                # Did the commit happen before the connection dropped? Our run_id says.
-                if not wait_connected(self.client, self._stop, timeout=self.grace):
-                    return False
-                try:
-                    data = self.client.get(status_path(task))[0]
-                except NoNodeError:
-                    continue  # not ours, nobody else's: try again
-                except RECOVERABLE:
-                    continue
-                if TaskStatus.decode(data).run_id == status.run_id:
-                    break
-                failed = (0, NodeExistsError())
-            if failed is None:
-                break
-            if failed[0] == 0 and self._is_our_record(task, status):
-                break  # an earlier attempt of ours did commit
+            failed = failure(txn.commit())
+            if failed is None or (failed[0] == 0 and self._is_our_record(task, status)):
+                return True
             why = "it already has a status" if failed[0] == 0 else "it was taken away from us (reassigned)"
             logger.warning("discarding our result of {}: {}", task, why)
             return False
-        logger.info("{} {} (exit code {})", task, status.state, status.exit_code)
-        return True
+
+        try:
+            counted = retrying(self._stop)(attempt)
+        except RetryInterrupted:
+            return False  # stopping while disconnected: the task runs again elsewhere
+        if counted:
+            logger.info("{} {} (exit code {})", task, status.state, status.exit_code)
+        return counted
 
     def _is_our_record(self, task: str, status: TaskStatus) -> bool:
         try:
@@ -498,19 +501,20 @@ class Worker:
         A zombie worker's late result then overwrites the record of the worker the task was
         given to: two workers each believe they completed it, which the chaos checker reports.
         """
-        while True:
+
+        def attempt() -> None:
             try:
-                try:
-                    self.client.create(status_path(task), status.encode())
-                except NodeExistsError:
-                    self.client.set(status_path(task), status.encode())
-                try:
-                    self.client.delete(assignment_path(self.id, task))
-                except NoNodeError:
-                    pass
-                break
-            except RECOVERABLE:
-                if not wait_connected(self.client, self._stop, timeout=self.grace):
-                    return False
+                self.client.create(status_path(task), status.encode())
+            except NodeExistsError:
+                self.client.set(status_path(task), status.encode())
+            try:
+                self.client.delete(assignment_path(self.id, task))
+            except NoNodeError:
+                pass
+
+        try:
+            retrying(self._stop)(attempt)
+        except RetryInterrupted:
+            return False
         logger.info("{} {} (exit code {}) [unsafe completion]", task, status.state, status.exit_code)
         return True

@@ -29,6 +29,7 @@ from kazoo.exceptions import (
     RuntimeInconsistency,
     SessionExpiredError,
 )
+from kazoo.retry import KazooRetry
 
 from masterworker.protocol import EPOCH, MASTER, PARENTS
 
@@ -106,6 +107,17 @@ def failure(results: list[object]) -> tuple[int, Exception] | None:
     return None
 
 
+def retrying(stop: threading.Event | None = None) -> KazooRetry:
+    """kazoo's own retry for an *idempotent attempt*: run again after ConnectionLoss (and friends),
+    with backoff, until it returns, or until ``stop`` is set (then kazoo raises InterruptedError).
+
+    The attempt itself must make a retry safe, the way kazoo's lock recipe does: a create that
+    may have happened looks for its own node first (``client.submit``), a completion looks for
+    its own record (``Worker._complete``). Raising kazoo's ForceRetryError asks for another try.
+    """
+    return KazooRetry(max_tries=-1, delay=0.1, max_delay=1.0, interrupt=stop.is_set if stop else None)
+
+
 def wait_connected(client: KazooClient, stop: threading.Event, timeout: float | None = None) -> bool:
     """Block until the client is connected (or ``stop``/timeout); polled, so nothing is missed."""
     deadline = None if timeout is None else time.monotonic() + timeout
@@ -133,20 +145,23 @@ def poll_until(condition: Callable[[], object], timeout: float, interval: float 
 
 
 class SessionEvents:
-    """Puts kazoo's session states into a queue as ("session", state) items.
+    """Puts kazoo's session states into a queue, as ``wrap(state)`` (a role's own event type).
 
     SUSPENDED: the connection is gone, the session may still be alive (a recoverable failure);
     LOST: the session expired, our ephemeral nodes and watches are gone (unrecoverable: start
     again with the new session kazoo opens); CONNECTED: connected again, same or new session.
     """
 
-    def __init__(self, client: KazooClient, events: queue.Queue) -> None:
+    def __init__(
+        self, client: KazooClient, events: queue.Queue, wrap: Callable[[KazooState], object] = lambda s: ("session", s)
+    ) -> None:
         self.client = client
         self.events = events
+        self.wrap = wrap
         client.add_listener(self._listener)
 
     def _listener(self, state: KazooState) -> None:
-        self.events.put(("session", state))
+        self.events.put(self.wrap(state))
 
     def remove(self) -> None:
         self.client.remove_listener(self._listener)
@@ -163,7 +178,7 @@ def expire_session(client: KazooClient, timeout: float = 10.0) -> None:
     if client.client_id is None:
         raise RuntimeError("the client has no session to expire")
     hosts = ",".join(f"[{h}]:{p}" if ":" in h else f"{h}:{p}" for h, p in client.hosts)
-    expire_session_id(hosts, client.client_id, client._session_timeout / 1000.0, timeout)
+    expire_session_id(hosts, client.client_id, timeout=timeout)
 
 
 def expire_session_id(

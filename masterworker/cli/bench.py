@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 import ipaddress
 import json
 import socket
@@ -16,8 +17,28 @@ from masterworker.bench.report import plot, render
 from masterworker.cli.common import LogLevel, console, friendly_errors, setup
 from masterworker.connection import validate_hosts
 from masterworker.errors import BadInput
+from masterworker.masters import Impl
 
-SCENARIOS = ("throughput", "exec", "latency", "failover", "orphans", "scale")
+
+class Scenario(enum.StrEnum):
+    throughput = "throughput"
+    exec = "exec"
+    latency = "latency"
+    failover = "failover"
+    orphans = "orphans"
+    scale = "scale"
+
+
+class SubmitMode(enum.StrEnum):
+    single = "single"
+    batch = "batch"
+
+
+def whole_numbers(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(x) for x in text.split(","))
+    except ValueError:
+        raise typer.BadParameter("comma-separated whole numbers, e.g. 1,2,4") from None
 
 
 def loopback_only(hosts: str) -> None:
@@ -34,26 +55,36 @@ def loopback_only(hosts: str) -> None:
 
 @friendly_errors
 def bench_command(
-    scenario: Annotated[str, typer.Argument(help=f"One of: {', '.join(SCENARIOS)}.")],
-    tasks: Annotated[int | None, typer.Option("--tasks", help="How many tasks (each scenario has a default).")] = None,
-    workers: Annotated[int, typer.Option("--workers", help="Workers (throughput, exec).")] = 3,
+    scenario: Annotated[Scenario, typer.Argument(help="What to measure.")],
+    tasks: Annotated[
+        int | None, typer.Option("--tasks", min=1, max=100_000, help="How many tasks (each scenario has a default).")
+    ] = None,
+    workers: Annotated[int, typer.Option("--workers", min=1, max=64, help="Workers (throughput, exec).")] = 3,
     submit: Annotated[
-        str,
+        SubmitMode,
         typer.Option("--submit", help="single: one create request per task; batch: 100 tasks per multi-op request."),
-    ] = "single",
-    prefetch: Annotated[int | None, typer.Option("--prefetch", help="Tasks a worker holds beyond its slots.")] = None,
+    ] = SubmitMode.single,
+    prefetch: Annotated[
+        int | None, typer.Option("--prefetch", min=0, max=1024, help="Tasks a worker holds beyond its slots.")
+    ] = None,
     warmup: Annotated[
         int | None,
         typer.Option(
             "--warmup",
+            min=0,
+            max=100_000,
             help="throughput, exec: tasks run first, unmeasured, so that ZooKeeper's JIT is warm "
             "(default: as many as --tasks; 0 measures a cold start).",
         ),
     ] = None,
-    session_timeout: Annotated[float, typer.Option("--session-timeout", help="failover, orphans.")] = 5.0,
-    worker_counts: Annotated[str, typer.Option("--worker-counts", help="scale: the workers sweep.")] = "1,2,4,8,16,32",
-    backlogs: Annotated[str, typer.Option("--backlogs", help="scale: the backlog sweep.")] = "1000,5000,10000,20000",
-    impl: Annotated[str, typer.Option("--impl", help="failover: which master (default, async, recipes).")] = "default",
+    session_timeout: Annotated[float, typer.Option("--session-timeout", min=1, help="failover, orphans.")] = 5.0,
+    worker_counts: Annotated[
+        str, typer.Option("--worker-counts", callback=whole_numbers, help="scale: the workers sweep.")
+    ] = "1,2,4,8,16,32",
+    backlogs: Annotated[
+        str, typer.Option("--backlogs", callback=whole_numbers, help="scale: the backlog sweep.")
+    ] = "1000,5000,10000,20000",
+    impl: Annotated[Impl, typer.Option("--impl", help="failover: which master.")] = Impl.default,
     zk: Annotated[
         str | None,
         typer.Option(
@@ -71,53 +102,24 @@ def bench_command(
     /bin/true 700/s; SIGTERM failover < 1 s; 300 orphans done within 1 s of the expiry.
     """
     setup("127.0.0.1:2181", session_timeout, log_level, False)
-    if scenario not in SCENARIOS:
-        raise BadInput(f"unknown scenario {scenario!r}: choose from {', '.join(SCENARIOS)}")
-    if submit not in ("single", "batch"):
-        raise BadInput("--submit must be single or batch")
-    if tasks is not None and not 1 <= tasks <= 100_000:
-        raise BadInput("--tasks must be between 1 and 100,000")
-    if warmup is not None and not 0 <= warmup <= 100_000:
-        raise BadInput("--warmup must be between 0 and 100,000")
-    if not 1 <= workers <= 64:
-        raise BadInput("--workers must be between 1 and 64")
     if zk is not None:
         loopback_only(zk)
-    if impl not in ("default", "async", "recipes"):
-        raise BadInput(f"unknown --impl {impl!r}: choose default, async or recipes")
-    try:
-        counts = tuple(int(x) for x in worker_counts.split(","))
-        sizes = tuple(int(x) for x in backlogs.split(","))
-    except ValueError:
-        raise BadInput("--worker-counts and --backlogs are comma-separated whole numbers") from None
-    if plot_file is not None and scenario != "scale":
+    if plot_file is not None and scenario is not Scenario.scale:
         raise BadInput("--plot goes with the scale scenario")
     first_round = (tasks or 1000) if warmup is None else warmup  # throughput, exec: unmeasured tasks
-    if scenario == "throughput":
-        result = scenarios.throughput(
-            zk,
-            tasks or 1000,
-            workers,
-            submit,
-            prefetch=128 if prefetch is None else prefetch,
-            warmup=first_round,
-        )
-    elif scenario == "exec":
-        result = scenarios.exec_tasks(
-            zk,
-            tasks or 1000,
-            workers,
-            prefetch=8 if prefetch is None else prefetch,
-            warmup=first_round,
-        )
-    elif scenario == "latency":
-        result = scenarios.latency(zk, tasks or 200)
-    elif scenario == "failover":
-        result = scenarios.failover(zk, session_timeout, impl)
-    elif scenario == "orphans":
-        result = scenarios.orphans(zk, tasks or 300, session_timeout)
-    else:
-        result = scenarios.scale(zk, counts, tasks or 2000, sizes)
+    run = {
+        Scenario.throughput: lambda: scenarios.throughput(
+            zk, tasks or 1000, workers, submit.value, prefetch=128 if prefetch is None else prefetch, warmup=first_round
+        ),
+        Scenario.exec: lambda: scenarios.exec_tasks(
+            zk, tasks or 1000, workers, prefetch=8 if prefetch is None else prefetch, warmup=first_round
+        ),
+        Scenario.latency: lambda: scenarios.latency(zk, tasks or 200),
+        Scenario.failover: lambda: scenarios.failover(zk, session_timeout, impl.value),
+        Scenario.orphans: lambda: scenarios.orphans(zk, tasks or 300, session_timeout),
+        Scenario.scale: lambda: scenarios.scale(zk, worker_counts, tasks or 2000, backlogs),  # tuples (callback)
+    }
+    result = run[scenario]()
     if plot_file is not None:
         plot(result, plot_file)
     if as_json:

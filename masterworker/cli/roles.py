@@ -24,6 +24,7 @@ from masterworker.connection import close_quietly, connect, granted_session_time
 from masterworker.errors import BadInput, MasterworkerError
 from masterworker.history import History, publish_session
 from masterworker.masters import IMPLEMENTATIONS as MASTERS_BY_IMPL
+from masterworker.masters import Impl
 from masterworker.protocol import MASTERS
 from masterworker.roster import Roster
 from masterworker.security import Policy, install_policy, load_policy
@@ -34,13 +35,13 @@ from masterworker.worker import Worker, WorkerIdInUse
 def master(
     master_id: Annotated[str | None, typer.Option("--id", help="This master's id (default: master-HOST-PID).")] = None,
     impl: Annotated[
-        str,
+        Impl,
         typer.Option(
             "--impl",
             help="default: its own thread and blocking calls (ch. 3-5); async: completion callbacks only (ch. 7); "
             "recipes: kazoo's recipes (ch. 8).",
         ),
-    ] = "default",
+    ] = Impl.default,
     secure: Annotated[
         bool,
         typer.Option(
@@ -72,8 +73,6 @@ def master(
     """
     chosen = check_id(master_id, "master")
     settings = setup(zk, session_timeout, log_level, log_json, role=chosen, auth=auth)
-    if impl not in MASTERS_BY_IMPL:
-        raise BadInput(f"unknown --impl {impl!r}: choose from {', '.join(MASTERS_BY_IMPL)}")
     policy = None
     if secure:
         if users is None or auth is None:

@@ -29,7 +29,6 @@ from masterworker.cli.common import (
 )
 from masterworker.client import (
     DEFAULT_BACKLOG_CAP,
-    OutcomeUnknown,
     check_task_name,
     consume_status,
     encode_task,
@@ -187,18 +186,11 @@ def submit_command(
     encode_task(spec)  # bad input fails here, before anything is written
     client = connect(settings)
     apply_role_acl(client, "client")
-    history = History.for_role(spec.client)  # only under mw chaos (MW_RUN_DIR): the checker's input
-    history.record("submit-invoke")
     try:
-        task = submit(client, spec, backlog_cap=backlog_cap)
-    except BaseException as exc:
-        history.record(
-            "submit-unknown" if isinstance(exc, OutcomeUnknown | KeyboardInterrupt) else "submit-fail",
-            error=type(exc).__name__,
-        )
+        task = submit(client, spec, backlog_cap=backlog_cap, history=History.for_role(spec.client))
+    except BaseException:
         close_quietly(client)
         raise
-    history.record("submit-ok", task=task)
     try:
         if no_wait:
             console.print_json(json.dumps({"task": task})) if as_json else console.print(task, highlight=False)

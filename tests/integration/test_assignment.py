@@ -66,14 +66,12 @@ def test_tasks_submitted_while_no_worker_exists_wait_and_run_in_order(roles: Rol
 
 
 def test_a_task_submitted_before_any_master_runs_once_one_starts(roles: Roles, zk: KazooClient) -> None:
-    """Workers and clients that start first wait for the parents instead of failing."""
+    """A worker that starts first waits for the parents; a client queues its task at once (it creates
+    /tasks the way a master would) and the first master assigns it."""
     worker = roles.worker("w1")
-    result: list[str] = []
-    submitter = threading.Thread(target=lambda: result.append(submit(zk, TaskSpec(argv=["true"]))))
-    submitter.start()
-    time.sleep(0.3)
-    assert not worker.registered.is_set() and not result
+    task = submit(zk, TaskSpec(argv=["true"]))
+    assert zk.get_children("/tasks") == [task]
+    assert not worker.registered.is_set() and zk.exists("/workers") is None  # only /tasks, never /workers
     roles.master("m1")
-    submitter.join(20)
-    wait_until(lambda: all_done(zk, result), 20, "the early task done")
+    wait_until(lambda: zk.exists("/status") and all_done(zk, [task]), 20, "the early task done")
     assert worker.registered.is_set()

@@ -11,18 +11,15 @@ from kazoo.client import KazooClient
 
 from masterworker.client import submit
 from masterworker.fencing import token_of
-from masterworker.master import Deposed, Master, MasterState
+from masterworker.master import Deposed, Master
 from masterworker.protocol import EPOCH, TaskSpec
 from tests.helpers import Roles, assigned, wait_until
 
 
 def zombie_master(roles: Roles, zk: KazooClient, fenced: bool) -> Master:
     """A master frozen just after its election: elected at the current epoch, then never woken."""
-    zombie = Master(roles.client(), "zombie", fenced=fenced)
     [token] = zk.get_children(EPOCH)
-    zombie.token = token_of(token)
-    zombie.state = MasterState.ELECTED
-    return zombie
+    return Master.frozen_since(roles.client(), "zombie", token_of(token), fenced=fenced)
 
 
 @pytest.mark.parametrize("fenced", [True, False])
@@ -38,10 +35,10 @@ def test_a_stale_master_write_is_refused_only_with_fencing(roles: Roles, zk: Kaz
     task = submit(zk, TaskSpec(argv=["true"]))
     if fenced:
         with pytest.raises(Deposed):
-            zombie._move([(task, "w9")])
+            zombie.assign(task, "w9")
         assert assigned(zk, "w9") == [] and zk.get_children("/tasks") == [task]
     else:
-        zombie._move([(task, "w9")])  # the stale write lands
+        assert zombie.assign(task, "w9")  # the stale write lands
         assert assigned(zk, "w9") == [task]
 
 

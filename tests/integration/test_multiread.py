@@ -42,11 +42,11 @@ def test_many_nodes_in_order_with_per_path_errors_through_a_chroot(zk, nodes: li
 
 
 def test_the_fallback_for_servers_without_multi_read_gives_the_same_answer(zk, nodes: list[str]) -> None:
-    multiread._UNSUPPORTED.add(id(zk))
+    multiread._UNSUPPORTED.add(zk)
     try:
         check(get_many(zk, nodes), nodes)
     finally:
-        multiread._UNSUPPORTED.discard(id(zk))
+        multiread._UNSUPPORTED.discard(zk)
 
 
 def test_one_request_per_chunk_of_64(zk, nodes: list[str], zk_server) -> None:

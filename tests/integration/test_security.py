@@ -25,7 +25,8 @@ def users_file(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def secured(roles: Roles, users_file: Path) -> Roles:
-    master = roles.master("m1", auth=MASTER, policy=Policy.from_users_file(users_file))
+    install_policy(roles.client(auth=MASTER), Policy.from_users_file(users_file))  # what mw master --secure does
+    master = roles.master("m1", auth=MASTER)
     wait_until(master.elected.is_set, what="the secure master elected")
     worker = roles.worker("w1", auth=WORKER)
     wait_until(worker.registered.is_set, what="w1 registered")
@@ -97,7 +98,8 @@ def test_the_policy_exists_before_any_parent_a_worker_waits_for(roles: Roles, us
 
 def test_a_worker_started_before_the_secure_master_registers_closed(roles: Roles, users_file: Path) -> None:
     worker = roles.worker("w1", auth=WORKER)  # waits for a master to create the parents
-    master = roles.master("m1", auth=MASTER, policy=Policy.from_users_file(users_file))
+    install_policy(roles.client(auth=MASTER), Policy.from_users_file(users_file))  # what mw master --secure does
+    master = roles.master("m1", auth=MASTER)
     wait_until(worker.registered.is_set, what="w1 registered")
     wait_until(master.elected.is_set, what="the secure master elected")
     admin = roles.client(auth=MASTER)
