@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 from kazoo.client import KazooClient
 
-from masterworker.connection import ZkSettings, close_quietly, connect
+from masterworker.lab.processes import MwProcess
+from masterworker.lab.processes import mw_env as mw_env_for
 from masterworker.logs import setup_logging
-from masterworker.processes import MwProcess
-from masterworker.processes import mw_env as mw_env_for
+from masterworker.system.connection import ZkSettings, close_quietly, connect
 from masterworker.zk.server import LocalZooKeeper
 from tests.helpers import Roles
 

@@ -13,12 +13,12 @@ from typing import Any
 from kazoo.client import KazooClient
 from kazoo.exceptions import NoNodeError
 
-from masterworker.client import submit
-from masterworker.connection import ZkSettings, close_quietly, connect
-from masterworker.master import Master
-from masterworker.masters import IMPLEMENTATIONS
-from masterworker.protocol import ASSIGN, MASTER, STATUS, TASKS, TaskSpec, TaskStatus
-from masterworker.worker import Worker
+from masterworker.system.client import submit
+from masterworker.system.connection import ZkSettings, close_quietly, connect
+from masterworker.system.master import Master
+from masterworker.system.masters import IMPLEMENTATIONS
+from masterworker.system.protocol import ASSIGN, MASTER, STATUS, TASKS, TaskSpec, TaskStatus
+from masterworker.system.worker import Worker
 
 
 def wait_until(

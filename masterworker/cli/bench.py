@@ -12,12 +12,12 @@ from typing import Annotated
 import typer
 from kazoo.hosts import collect_hosts
 
-from masterworker.bench import scenarios
-from masterworker.bench.report import plot, render
 from masterworker.cli.common import LogLevel, console, friendly_errors, setup
-from masterworker.connection import validate_hosts
-from masterworker.errors import BadInput
-from masterworker.masters import Impl
+from masterworker.lab.bench import scenarios
+from masterworker.lab.bench.report import plot, render
+from masterworker.system.connection import validate_hosts
+from masterworker.system.errors import BadInput
+from masterworker.system.masters import Impl
 
 
 class Scenario(enum.StrEnum):

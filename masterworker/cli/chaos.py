@@ -8,10 +8,10 @@ from typing import Annotated
 
 import typer
 
-from masterworker.chaos.nemesis import FAULTS
-from masterworker.chaos.run import BREAKS, ChaosConfig, LocalChaosRun, render, run_docker
 from masterworker.cli.common import DEFAULTS, LogLevel, console, err_console, friendly_errors, setup
-from masterworker.errors import BadInput
+from masterworker.lab.chaos.nemesis import FAULTS
+from masterworker.lab.chaos.run import BREAKS, ChaosConfig, LocalChaosRun, render, run_docker
+from masterworker.system.errors import BadInput
 
 
 @friendly_errors

@@ -20,10 +20,10 @@ from loguru import logger
 from rich.console import Console
 from rich.markup import escape
 
-from masterworker.connection import DEFAULT_HOSTS, DEFAULT_SESSION_TIMEOUT, ZkSettings
-from masterworker.errors import BadInput, MasterworkerError
 from masterworker.logs import json_enabled, setup_logging
-from masterworker.protocol import is_valid_name
+from masterworker.system.connection import DEFAULT_HOSTS, DEFAULT_SESSION_TIMEOUT, ZkSettings
+from masterworker.system.errors import BadInput, MasterworkerError
+from masterworker.system.protocol import is_valid_name
 from masterworker.zk.install import ZooKeeperNotInstalled
 from masterworker.zk.server import ServerStartError
 

@@ -8,8 +8,8 @@ from typing import Annotated
 import typer
 
 from masterworker.cli.common import DEFAULTS, LogLevel, console, friendly_errors, setup
-from masterworker.demo import Demo, render_report
-from masterworker.errors import BadInput
+from masterworker.lab.demo import Demo, render_report
+from masterworker.system.errors import BadInput
 
 
 @friendly_errors

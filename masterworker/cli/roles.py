@@ -20,15 +20,15 @@ from masterworker.cli.common import (
     setup,
     stopped,
 )
-from masterworker.connection import close_quietly, connect, granted_session_timeout
-from masterworker.errors import BadInput, MasterworkerError
-from masterworker.history import History, publish_session
-from masterworker.masters import IMPLEMENTATIONS as MASTERS_BY_IMPL
-from masterworker.masters import Impl
-from masterworker.protocol import MASTERS
-from masterworker.roster import Roster
-from masterworker.security import Policy, install_policy, load_policy
-from masterworker.worker import Worker, WorkerIdInUse
+from masterworker.system.connection import close_quietly, connect, granted_session_timeout
+from masterworker.system.errors import BadInput, MasterworkerError
+from masterworker.system.history import History, publish_session
+from masterworker.system.masters import IMPLEMENTATIONS as MASTERS_BY_IMPL
+from masterworker.system.masters import Impl
+from masterworker.system.protocol import MASTERS
+from masterworker.system.roster import Roster
+from masterworker.system.security import Policy, install_policy, load_policy
+from masterworker.system.worker import Worker, WorkerIdInUse
 
 
 @friendly_errors

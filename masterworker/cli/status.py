@@ -12,7 +12,6 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from masterworker.admin import describe_masters, system_view
 from masterworker.cli.common import (
     DEFAULTS,
     Auth,
@@ -24,12 +23,13 @@ from masterworker.cli.common import (
     friendly_errors,
     setup,
 )
-from masterworker.client import DEFAULT_BACKLOG_CAP
-from masterworker.connection import close_quietly, connect
-from masterworker.errors import BadInput
-from masterworker.live import RateMeter, backlog_warning
-from masterworker.live import render as render_live
-from masterworker.zkops import RECOVERABLE
+from masterworker.lab.live import RateMeter, backlog_warning
+from masterworker.lab.live import render as render_live
+from masterworker.system.admin import describe_masters, system_view
+from masterworker.system.client import DEFAULT_BACKLOG_CAP
+from masterworker.system.connection import close_quietly, connect
+from masterworker.system.errors import BadInput
+from masterworker.system.zkops import RECOVERABLE
 
 
 def render(view: dict[str, Any]) -> None:

@@ -27,7 +27,7 @@ from masterworker.cli.common import (
     positive,
     setup,
 )
-from masterworker.client import (
+from masterworker.system.client import (
     DEFAULT_BACKLOG_CAP,
     check_task_name,
     consume_status,
@@ -41,12 +41,12 @@ from masterworker.client import (
     wait_for_status,
     whereabouts,
 )
-from masterworker.connection import close_quietly, connect
-from masterworker.errors import BadInput
-from masterworker.history import History
-from masterworker.protocol import DEFAULT_TASK_TIMEOUT, TaskSpec, TaskStatus
-from masterworker.security import apply_role_acl
-from masterworker.zkops import RECOVERABLE
+from masterworker.system.connection import close_quietly, connect
+from masterworker.system.errors import BadInput
+from masterworker.system.history import History
+from masterworker.system.protocol import DEFAULT_TASK_TIMEOUT, TaskSpec, TaskStatus
+from masterworker.system.security import apply_role_acl
+from masterworker.system.zkops import RECOVERABLE
 
 EXIT_TIMED_OUT = 3
 PROGRESS_COLUMNS = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
@@ -55,7 +55,7 @@ PROGRESS_COLUMNS = (TextColumn("{task.description}"), BarColumn(), MofNCompleteC
 def show_status(task: str, status: TaskStatus, as_json: bool) -> None:
     from rich.filesize import decimal  # imported here: this edit stays inside show_status
 
-    from masterworker.protocol import MAX_OUTPUT_TAIL
+    from masterworker.system.protocol import MAX_OUTPUT_TAIL
 
     if as_json:
         console.print_json(

@@ -11,8 +11,8 @@ from rich.markup import escape
 from rich.table import Table
 
 from masterworker.cli.common import command_group, console, friendly_errors
-from masterworker.errors import BadInput
-from masterworker.tutorial import Outcome, Step, chapters, run_tutorial, title
+from masterworker.lab.tutorial import Outcome, Step, chapters, run_tutorial, title
+from masterworker.system.errors import BadInput
 from masterworker.zk.server import free_port
 
 app = command_group("Executable tutorials, one per chapter of the book.")

@@ -26,8 +26,8 @@ from masterworker.cli.common import (
     friendly_errors,
     setup,
 )
-from masterworker.connection import close_quietly, connect
-from masterworker.errors import BadInput
+from masterworker.system.connection import close_quietly, connect
+from masterworker.system.errors import BadInput
 from masterworker.zk import control
 from masterworker.zk.fourletter import server_facts
 from masterworker.zk.reconfig import CONFIG_NODE, Reconfigurer, read_membership

@@ -19,7 +19,7 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 
-from masterworker.errors import BadInput, MasterworkerError
+from masterworker.system.errors import BadInput, MasterworkerError
 from masterworker.zk.reconfig import Reconfigurer
 from masterworker.zk.server import LocalZooKeeper
 

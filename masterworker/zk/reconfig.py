@@ -47,7 +47,7 @@ from kazoo.exceptions import (
 )
 from loguru import logger
 
-from masterworker.errors import BadInput, MasterworkerError
+from masterworker.system.errors import BadInput, MasterworkerError
 
 if TYPE_CHECKING:
     from masterworker.zk.server import LocalZooKeeper, ZooKeeperServer

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from masterworker.chaos.nemesis import FAULTS
+from masterworker.lab.chaos.nemesis import FAULTS
 from tests.compose.engine import EngineError, PrivateDockerd, compose_version, install_compose, install_docker, run
 
 pytestmark = [pytest.mark.compose, pytest.mark.timeout(900)]

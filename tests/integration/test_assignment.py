@@ -11,8 +11,8 @@ import time
 
 from kazoo.client import KazooClient
 
-from masterworker.client import submit
-from masterworker.protocol import TaskSpec, task_sequence
+from masterworker.system.client import submit
+from masterworker.system.protocol import TaskSpec, task_sequence
 from tests.helpers import Roles, all_done, assigned, pending, statuses, submit_many, wait_until
 
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from masterworker.client import check_backlog, submit_payloads
-from masterworker.errors import BacklogFull
+from masterworker.system.client import check_backlog, submit_payloads
+from masterworker.system.errors import BacklogFull
 from tests.helpers import run_mw
 
 
@@ -50,7 +50,7 @@ def test_scale_sweeps_refuses_past_the_cap_and_plots(tmp_path: Path) -> None:
 
 
 def test_submit_refuses_new_tasks_past_the_backlog_cap(zk, mw_env) -> None:
-    from masterworker.zkops import ensure_nodes
+    from masterworker.system.zkops import ensure_nodes
 
     ensure_nodes(zk)
     submit_payloads(zk, [b"noop"] * 30, batch=30)

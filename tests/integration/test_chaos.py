@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from masterworker.chaos.nemesis import FAULTS
+from masterworker.lab.chaos.nemesis import FAULTS
 from tests.helpers import jvm_pids_under, run_mw
 
 
@@ -68,9 +68,9 @@ def test_unknown_faults_and_switches_are_bad_input() -> None:
 def test_the_shared_nemesis_drives_the_docker_backend(roles, zk, zk_hosts: str, tmp_path: Path) -> None:
     """Fake containers whose kill ends a real role's session: the nemesis picks the active master,
     kills its container, sees a backup take over, and restarts the container."""
-    from masterworker.chaos.docker_backend import DockerBackend
-    from masterworker.chaos.nemesis import Nemesis
-    from masterworker.history import History
+    from masterworker.lab.chaos.docker_backend import DockerBackend
+    from masterworker.lab.chaos.nemesis import Nemesis
+    from masterworker.system.history import History
     from tests.helpers import wait_until
     from tests.unit.test_docker_backend import FakeContainer, FakeDocker
 

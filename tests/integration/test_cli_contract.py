@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from kazoo.client import KazooClient
 
-from masterworker.protocol import MASTERS, STATUS, TASKS
+from masterworker.system.protocol import MASTERS, STATUS, TASKS
 from masterworker.zk.server import LocalZooKeeper
 from tests.helpers import run_mw, wait_until
 

@@ -7,7 +7,7 @@ import json
 import pytest
 from kazoo.client import KazooClient
 
-from masterworker.protocol import MAX_TASK_BYTES
+from masterworker.system.protocol import MAX_TASK_BYTES
 from tests.helpers import Roles, run_mw, wait_until
 
 

@@ -10,11 +10,11 @@ from collections.abc import Callable, Iterator
 import pytest
 from kazoo.client import KazooClient
 
-from masterworker.chaos.proxy import OP_MULTI, DroppingProxy
-from masterworker.client import submit
-from masterworker.connection import ZkSettings, close_quietly, connect
-from masterworker.masters import IMPLEMENTATIONS
-from masterworker.protocol import TaskSpec, TaskStatus, assign_dir, assignment_path, status_path
+from masterworker.lab.chaos.proxy import OP_MULTI, DroppingProxy
+from masterworker.system.client import submit
+from masterworker.system.connection import ZkSettings, close_quietly, connect
+from masterworker.system.masters import IMPLEMENTATIONS
+from masterworker.system.protocol import TaskSpec, TaskStatus, assign_dir, assignment_path, status_path
 from tests.conftest import SESSION_TIMEOUT
 from tests.helpers import Roles, all_done, assigned, master_id, pending, statuses, submit_many, wait_until
 
@@ -216,7 +216,7 @@ def test_a_task_left_both_in_tasks_and_in_a_dead_workers_assign_runs_once(
 def test_a_master_built_without_a_policy_uses_the_systems(roles: Roles, impl: str, tmp_path) -> None:
     from kazoo.security import OPEN_ACL_UNSAFE
 
-    from masterworker.security import Policy, install_policy
+    from masterworker.system.security import Policy, install_policy
 
     users = tmp_path / "users.txt"
     users.write_text("master alice:s3cret\nworker bob:hunter2\nclient carol:letmein\n")
@@ -227,7 +227,7 @@ def test_a_master_built_without_a_policy_uses_the_systems(roles: Roles, impl: st
     wait_until(master.elected.is_set, what="m1 elected")
     roles.worker("w1", auth="bob:hunter2", slots=1)
     submitter = roles.client(auth="carol:letmein")
-    from masterworker.security import apply_role_acl
+    from masterworker.system.security import apply_role_acl
 
     apply_role_acl(submitter, "client")
     slow = submit(submitter, TaskSpec(argv=["sleep", "5"]))

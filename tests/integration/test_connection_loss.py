@@ -12,14 +12,14 @@ import pytest
 from kazoo.client import KazooClient
 from kazoo.exceptions import ConnectionLoss
 
-from masterworker.chaos.proxy import CREATE_OPS, OP_MULTI, DroppingProxy
-from masterworker.client import submit
-from masterworker.connection import ZkSettings, close_quietly, connect
-from masterworker.master import Master
-from masterworker.protocol import MASTER, TaskSpec, worker_path
-from masterworker.worker import Worker
+from masterworker.lab.chaos.proxy import CREATE_OPS, OP_MULTI, DroppingProxy
+from masterworker.system.client import submit
+from masterworker.system.connection import ZkSettings, close_quietly, connect
+from masterworker.system.master import Master
+from masterworker.system.protocol import MASTER, TaskSpec, worker_path
+from masterworker.system.worker import Worker
+from masterworker.system.zkops import ensure_nodes, session_id
 from masterworker.zk.server import LocalZooKeeper
-from masterworker.zkops import ensure_nodes, session_id
 from tests.helpers import Roles, all_done, statuses, wait_until
 
 

@@ -11,10 +11,10 @@ import time
 
 from kazoo.client import KazooClient
 
-from masterworker.fencing import token_of
-from masterworker.master import MasterState
-from masterworker.protocol import EPOCH
-from masterworker.zkops import expire_session
+from masterworker.system.fencing import token_of
+from masterworker.system.master import MasterState
+from masterworker.system.protocol import EPOCH
+from masterworker.system.zkops import expire_session
 from tests.conftest import SESSION_TIMEOUT
 from tests.helpers import Roles, master_id, wait_until
 

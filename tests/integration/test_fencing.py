@@ -9,10 +9,10 @@ from __future__ import annotations
 import pytest
 from kazoo.client import KazooClient
 
-from masterworker.client import submit
-from masterworker.fencing import token_of
-from masterworker.master import Deposed, Master
-from masterworker.protocol import EPOCH, TaskSpec
+from masterworker.system.client import submit
+from masterworker.system.fencing import token_of
+from masterworker.system.master import Deposed, Master
+from masterworker.system.protocol import EPOCH, TaskSpec
 from tests.helpers import Roles, assigned, wait_until
 
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from kazoo.client import KazooClient
 
-from masterworker.client import submit
-from masterworker.protocol import MAX_TASK_BYTES, TaskSpec
-from masterworker.zkops import ensure_nodes
+from masterworker.system.client import submit
+from masterworker.system.protocol import MAX_TASK_BYTES, TaskSpec
+from masterworker.system.zkops import ensure_nodes
 from tests.helpers import Roles, all_done, statuses, wait_until
 
 

@@ -7,8 +7,8 @@ import sys
 import pexpect
 import pyte
 
-from masterworker.client import submit
-from masterworker.protocol import TaskSpec
+from masterworker.system.client import submit
+from masterworker.system.protocol import TaskSpec
 from tests.helpers import Roles, run_mw, wait_until
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from kazoo.exceptions import NoNodeError
 
-from masterworker import multiread
-from masterworker.multiread import MAX_PATHS, get_many
+from masterworker.system import multiread
+from masterworker.system.multiread import MAX_PATHS, get_many
 
 
 @pytest.fixture

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import uuid
 
-from masterworker.client import submit
-from masterworker.connection import ZkSettings, close_quietly, connect
-from masterworker.protocol import TaskSpec
+from masterworker.system.client import submit
+from masterworker.system.connection import ZkSettings, close_quietly, connect
+from masterworker.system.protocol import TaskSpec
 from tests.helpers import Roles, all_done, statuses, wait_until
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from masterworker.processes import MwProcess, mw_env
+from masterworker.lab.processes import MwProcess, mw_env
 from tests.conftest import SESSION_TIMEOUT
 from tests.unit.test_help_pages import COMMANDS
 

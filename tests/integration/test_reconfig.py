@@ -19,9 +19,9 @@ import pytest
 from kazoo.client import KazooClient, KazooState
 from kazoo.exceptions import ConnectionLoss, NoAuthError
 
-from masterworker.client import OutcomeUnknown
-from masterworker.connection import close_quietly
-from masterworker.protocol import MASTER, TASKS
+from masterworker.system.client import OutcomeUnknown
+from masterworker.system.connection import close_quietly
+from masterworker.system.protocol import MASTER, TASKS
 from masterworker.zk.reconfig import Membership, ReconfigRefused, Reconfigurer, follow_membership, read_membership
 from masterworker.zk.server import LocalZooKeeper, free_port
 from tests.helpers import Roles, all_done, jvm_pids_under, run_mw, statuses, submit_many, wait_until

@@ -10,7 +10,7 @@ import signal
 
 from kazoo.client import KazooClient
 
-from masterworker.protocol import TaskSpec, TaskStatus, assign_dir, assignment_path, status_path
+from masterworker.system.protocol import TaskSpec, TaskStatus, assign_dir, assignment_path, status_path
 from tests.conftest import SESSION_TIMEOUT
 from tests.helpers import Roles, all_done, assigned, master_id, statuses, submit_many, wait_until
 

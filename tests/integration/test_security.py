@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 from kazoo.exceptions import NoAuthError
 
-from masterworker.client import submit
-from masterworker.protocol import PARENTS, TaskSpec
-from masterworker.security import SECURITY, Policy, apply_role_acl, install_policy
+from masterworker.system.client import submit
+from masterworker.system.protocol import PARENTS, TaskSpec
+from masterworker.system.security import SECURITY, Policy, apply_role_acl, install_policy
 from tests.helpers import Roles, all_done, run_mw, statuses, wait_until
 
 MASTER, WORKER, CLIENT = "alice:s3cret", "bob:hunter2", "carol:letmein"

@@ -15,8 +15,8 @@ import time
 import pytest
 from kazoo.client import KazooClient
 
-from masterworker.protocol import PARENTS, TASKS, worker_path
-from masterworker.security import Policy
+from masterworker.system.protocol import PARENTS, TASKS, worker_path
+from masterworker.system.security import Policy
 from tests.helpers import Roles, assigned, processes_with, run_mw, statuses, wait_until
 
 MASTER, WORKER, CLIENT = "alice:s3cret", "bob:hunter2", "carol:letmein"  # a secured system's users
@@ -63,7 +63,7 @@ def test_kill_9_of_a_worker_its_task_processes_are_gone_within_seconds(roles: Ro
     worker.kill9()
     wait_until(lambda: not processes_with(marker), 5, "the dead worker's task processes gone")
     print(f"kill -9 of the worker to its task processes gone: {time.monotonic() - killed:.3f} s")
-    wait_until(lambda: not processes_with(f"masterworker.reaper {worker.pid}"), 5, "the reaper gone too")
+    wait_until(lambda: not processes_with(f"masterworker.system.reaper {worker.pid}"), 5, "the reaper gone too")
     assert f"reaper: worker pid {worker.pid} is gone; ending 1 task process group(s)" in worker.log()
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from masterworker.tutorial import chapters, run_tutorial
+from masterworker.lab.tutorial import chapters, run_tutorial
 from masterworker.zk.server import free_port
 from tests.helpers import run_mw
 

@@ -6,9 +6,9 @@ import signal
 
 from kazoo.client import KazooClient
 
-from masterworker.client import submit
-from masterworker.protocol import MAX_OUTPUT_TAIL, PARENTS, TaskSpec, worker_path
-from masterworker.zkops import expire_session, session_id
+from masterworker.system.client import submit
+from masterworker.system.protocol import MAX_OUTPUT_TAIL, PARENTS, TaskSpec, worker_path
+from masterworker.system.zkops import expire_session, session_id
 from tests.conftest import SESSION_TIMEOUT
 from tests.helpers import Roles, all_done, assigned, statuses, submit_many, wait_until
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from itertools import islice
 
-from masterworker.chaos.checker import check
-from masterworker.chaos.nemesis import FAULTS, schedule
+from masterworker.lab.chaos.checker import check
+from masterworker.lab.chaos.nemesis import FAULTS, schedule
 
 
 def ev(kind: str, **fields) -> dict:

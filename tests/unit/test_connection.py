@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from masterworker.connection import ZkSettings, validate_hosts
-from masterworker.errors import BadInput
+from masterworker.system.connection import ZkSettings, validate_hosts
+from masterworker.system.errors import BadInput
 
 
 @pytest.mark.parametrize("hosts", ["127.0.0.1:2181", "a:1,b:2,c:3", "127.0.0.1:2181/app", "[::1]:2181/a/b", "host"])

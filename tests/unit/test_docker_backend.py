@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from masterworker.chaos.docker_backend import DockerBackend, docker_from_env
-from masterworker.errors import MasterworkerError
+from masterworker.lab.chaos.docker_backend import DockerBackend, docker_from_env
+from masterworker.system.errors import MasterworkerError
 
 
 class FakeContainer:

@@ -15,9 +15,9 @@ import textwrap
 import threading
 import time
 
-from masterworker.execution import ProcessGroups, run_command
-from masterworker.protocol import MAX_OUTPUT_TAIL, TaskSpec
-from masterworker.reaper import Reaper
+from masterworker.system.execution import ProcessGroups, run_command
+from masterworker.system.protocol import MAX_OUTPUT_TAIL, TaskSpec
+from masterworker.system.reaper import Reaper
 from tests.helpers import processes_with, wait_until
 
 
@@ -77,9 +77,9 @@ def test_end_all_ends_every_running_group() -> None:
 WORKER = textwrap.dedent(
     """
     import os, threading, time
-    from masterworker.execution import ProcessGroups, run_command
-    from masterworker.protocol import TaskSpec
-    from masterworker.reaper import Reaper
+    from masterworker.system.execution import ProcessGroups, run_command
+    from masterworker.system.protocol import TaskSpec
+    from masterworker.system.reaper import Reaper
     groups = ProcessGroups(Reaper.start())
     mark = os.environ["MARK"]  # not in our own argv: only the task's processes carry it
     spec = TaskSpec(argv=["sh", "-c", f"sleep 777.{mark}; echo x", mark])
@@ -95,12 +95,12 @@ def test_the_reaper_ends_the_tasks_of_a_worker_killed_with_sigkill() -> None:
     worker = subprocess.Popen([sys.executable, "-c", WORKER], env=env, stderr=subprocess.PIPE, text=True)
     try:
         wait_until(lambda: len(processes_with(mark)) == 2, 10, "the task running")
-        reaper = processes_with(f"masterworker.reaper {worker.pid}")
+        reaper = processes_with(f"masterworker.system.reaper {worker.pid}")
         assert len(reaper) == 1
         worker.kill()
         worker.wait(5)
         wait_until(lambda: not processes_with(mark), 5, "the task's processes gone")
-        wait_until(lambda: not processes_with(f"masterworker.reaper {worker.pid}"), 5, "the reaper gone")
+        wait_until(lambda: not processes_with(f"masterworker.system.reaper {worker.pid}"), 5, "the reaper gone")
         assert f"reaper: worker pid {worker.pid} is gone; ending 1 task process group(s)" in worker.stderr.read()
     finally:
         worker.kill()

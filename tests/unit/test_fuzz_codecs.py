@@ -7,8 +7,8 @@ import json
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from masterworker.protocol import MAX_TASK_BYTES, TaskSpec, TaskStatus, WorkerInfo, oversized
-from masterworker.security import Policy
+from masterworker.system.protocol import MAX_TASK_BYTES, TaskSpec, TaskStatus, WorkerInfo, oversized
+from masterworker.system.security import Policy
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),

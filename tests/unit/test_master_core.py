@@ -8,7 +8,7 @@ import pytest
 from kazoo.client import KazooState
 from kazoo.exceptions import BadVersionError, NodeExistsError, NoNodeError, RolledBackError
 
-from masterworker.master_core import (
+from masterworker.system.master_core import (
     AssignChanged,
     Cluster,
     Dirty,
@@ -23,7 +23,7 @@ from masterworker.master_core import (
     outcome,
     plan_moves,
 )
-from masterworker.protocol import WorkerInfo
+from masterworker.system.protocol import WorkerInfo
 
 OK = object()  # a committed operation's result
 RB = RolledBackError()

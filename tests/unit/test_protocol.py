@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from masterworker.protocol import (
+from masterworker.system.protocol import (
     MAX_TASK_BYTES,
     TaskSpec,
     TaskStatus,

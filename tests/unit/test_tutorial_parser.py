@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from masterworker.tutorial import first_missing, parse
+from masterworker.lab.tutorial import first_missing, parse
 
 TEXT = """# x
 

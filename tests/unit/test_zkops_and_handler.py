@@ -7,9 +7,9 @@ import socket
 from kazoo.exceptions import BadVersionError, NoNodeError, RolledBackError, RuntimeInconsistency
 from kazoo.protocol.states import ZnodeStat
 
-from masterworker.fast_handler import poll_select
+from masterworker.system.fast_handler import poll_select
+from masterworker.system.zkops import failure
 from masterworker.zk.fourletter import parse_lines
-from masterworker.zkops import failure
 
 
 def test_failure_names_the_operation_that_broke_the_transaction() -> None:

@@ -1,0 +1,217 @@
+"""What a master decides, without any I/O (book chapters 3 to 5): shared by the three masters.
+
+The three masters (``master.py``, ``master_async.py``, ``master_recipes.py``) differ only in how
+they are driven: a thread of their own with blocking calls, completion callbacks, or kazoo's
+recipes. What they *decide* lives here once, as plain data and functions, unit-tested case by
+case (``tests/unit/test_master_core.py``):
+
+- ``Cluster``: the system as the active master believes it (workers, what each holds, what is
+  pending), rebuilt from ZooKeeper after every doubt;
+- ``plan_moves``: which pending task goes to which worker (chapter 4);
+- ``Leftover`` and ``leftover``: what recovery does with each kind of task a dead worker left;
+- ``Outcome`` and ``outcome``: what each failure of a fenced assignment transaction means;
+- ``MasterState``, the typed events a driver reacts to, and ``Dirty``, what must be re-read.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections import deque
+from dataclasses import dataclass, field
+
+from kazoo.client import KazooState
+from kazoo.exceptions import BadVersionError, NodeExistsError, NoNodeError
+
+from masterworker.system.protocol import WorkerInfo
+from masterworker.system.zkops import failure
+
+# Tasks per assignment transaction (each task still moves atomically). 64 tasks of at most
+# 8 KiB stay well under ZooKeeper's 1 MB request limit.
+BATCH = 64
+
+
+class MasterState(enum.Enum):
+    """The book's master states, plus PAUSED for a connection in doubt."""
+
+    BACKUP = "backup"  # not elected: watching /master
+    ELECTED = "elected"  # the active master
+    PAUSED = "paused"  # elected, but the connection is SUSPENDED: act on nothing
+    STOPPED = "stopped"
+
+
+class Deposed(Exception):
+    """A fenced transaction failed on its token check: a newer master exists, or the token was removed."""
+
+
+# -- events: what watches and the session tell a master (kazoo's threads only enqueue these) --------
+@dataclass(frozen=True)
+class MasterGone:
+    """/master changed (deleted, or a periodic check): a backup runs for master."""
+
+
+@dataclass(frozen=True)
+class WorkersChanged:
+    """The children of /workers changed: a worker joined or its session ended."""
+
+
+@dataclass(frozen=True)
+class TasksChanged:
+    """The children of /tasks changed: new tasks to assign."""
+
+
+@dataclass(frozen=True)
+class AssignChanged:
+    """The children of /assign/<worker> changed: the worker completed something, or its node appeared."""
+
+    worker: str
+
+
+@dataclass(frozen=True)
+class SessionChanged:
+    """kazoo's connection state: SUSPENDED, LOST or CONNECTED."""
+
+    state: KazooState
+
+
+@dataclass(frozen=True)
+class Stop:
+    """The driver was asked to stop."""
+
+
+Event = MasterGone | WorkersChanged | TasksChanged | AssignChanged | SessionChanged | Stop
+
+
+@dataclass
+class Dirty:
+    """What a master must look at again before it acts (set by events, cleared by reads)."""
+
+    run: bool = True  # a backup: check /master and run for it
+    workers: bool = False
+    tasks: bool = False
+    assign: set[str] = field(default_factory=set)  # workers whose /assign/<w> must be re-read
+    leadership: bool = False  # PAUSED, then reconnected: confirm /master and the token are ours
+
+    def note(self, event: Event) -> None:
+        if isinstance(event, MasterGone):
+            self.run = True
+        elif isinstance(event, WorkersChanged):
+            self.workers = True
+        elif isinstance(event, TasksChanged):
+            self.tasks = True
+        elif isinstance(event, AssignChanged):
+            self.assign.add(event.worker)
+
+
+# -- the cluster as the master believes it --------------------------------------------------------------
+@dataclass
+class Cluster:
+    """What the active master believes about the system; rebuilt from ZooKeeper after every doubt."""
+
+    workers: dict[str, WorkerInfo] = field(default_factory=dict)
+    assigned: dict[str, set[str]] = field(default_factory=dict)  # live worker -> its assigned tasks
+    pending: deque[str] = field(default_factory=deque)  # in submission order
+
+    def total_capacity(self) -> int:
+        return sum(info.capacity for info in self.workers.values())
+
+    def free_slots(self, worker: str) -> int:
+        return self.workers[worker].capacity - len(self.assigned.get(worker, ()))
+
+    def enough_pending(self) -> bool:
+        """With thousands of tasks waiting, listing /tasks on every new one would cost O(backlog) per
+        event. While more tasks than the workers can take are known, new ones can wait: they come
+        after the known ones in submission order anyway."""
+        return len(self.pending) > 2 * self.total_capacity()
+
+    def assigned_to(self, task: str, worker: str) -> None:
+        self.assigned.setdefault(worker, set()).add(task)
+        self.forget(task)
+
+    def forget(self, task: str) -> None:
+        """The task left /tasks (assigned, or gone): drop it from the pending queue."""
+        if self.pending and self.pending[0] == task:  # the usual case: tasks leave from the front, in order
+            self.pending.popleft()
+        elif task in self.pending:
+            self.pending.remove(task)
+
+    def requeue(self, tasks: list[str]) -> None:
+        """Tasks taken back from a dead worker are older than anything pending: first in line."""
+        self.pending.extendleft(reversed(tasks))
+
+
+@dataclass(frozen=True)
+class Move:
+    """One assignment: the pending ``task`` goes to ``worker``."""
+
+    task: str
+    worker: str
+
+
+def plan_moves(cluster: Cluster) -> list[Move]:
+    """Which pending task goes to which worker: in submission order, each to the worker with the most
+    free room (ties: the least loaded), until nobody has room. Workers whose /assign/<w> the
+    master has not read yet (not in ``assigned``) get nothing."""
+    ready = [w for w in cluster.workers if w in cluster.assigned]
+    if not cluster.pending or not ready:
+        return []
+    moves: list[Move] = []
+    free = {w: cluster.free_slots(w) for w in ready}
+    load = {w: len(cluster.assigned[w]) for w in ready}
+    for task in cluster.pending:
+        worker = max(ready, key=lambda w: (free[w], -load[w]))
+        if free[worker] <= 0:
+            break
+        moves.append(Move(task, worker))
+        free[worker] -= 1
+        load[worker] += 1
+    return moves
+
+
+# -- recovery -------------------------------------------------------------------------------------------
+class Leftover(enum.Enum):
+    """A task found under a dead worker's /assign/<w>, by what else exists for it."""
+
+    FINISHED = "finished"  # it has a status (the book's worker completes with two writes): drop the assignment
+    DUPLICATE = "duplicate"  # it is in /tasks too (the book's master assigns with two writes): drop the copy
+    ORPHAN = "orphan"  # only here: back to /tasks, then drop the assignment, in one transaction
+
+
+def leftover(has_status: bool, in_tasks: bool) -> Leftover:
+    if has_status:
+        return Leftover.FINISHED
+    if in_tasks:
+        return Leftover.DUPLICATE
+    return Leftover.ORPHAN
+
+
+# -- what a fenced transaction's failure means ------------------------------------------------------------
+class Outcome(enum.Enum):
+    COMMITTED = "committed"
+    DEPOSED = "deposed"  # the token check failed: stop acting as master
+    WORKER_NOT_READY = "worker not ready"  # /assign/<worker> is missing: re-read it, assign elsewhere
+    TASK_GONE = "task gone"  # /tasks/<task> was deleted, or the assignment exists: forget the task
+    BATCH_FAILED = "batch failed"  # one of many moves failed: retry each on its own to find which
+    UNEXPECTED = "unexpected"
+
+
+def outcome(results: list[object], moves: int, fenced: bool) -> tuple[Outcome, Exception | None]:
+    """Classify an assignment transaction: [check token]? then (create assignment, delete task) per move.
+
+    The index of the failed operation says which step failed; it means "this move's create" or
+    "this move's delete" only once the fencing check's offset is taken off.
+    """
+    failed = failure(results)
+    if failed is None:
+        return Outcome.COMMITTED, None
+    index, error = failed
+    offset = 1 if fenced else 0
+    if fenced and index == 0:
+        return (Outcome.DEPOSED if isinstance(error, NoNodeError | BadVersionError) else Outcome.UNEXPECTED), error
+    if moves > 1:
+        return Outcome.BATCH_FAILED, error
+    step = index - offset  # 0: create /assign/<w>/<task>, 1: delete /tasks/<task>
+    if step == 0 and isinstance(error, NoNodeError):
+        return Outcome.WORKER_NOT_READY, error
+    if isinstance(error, NoNodeError | NodeExistsError):
+        return Outcome.TASK_GONE, error
+    return Outcome.UNEXPECTED, error
