@@ -5,11 +5,17 @@ call (three system calls and Python objects per wake-up); on a busy master most 
 there. ``poll()`` needs no kernel object of its own and, unlike ``select.select``, has no limit
 on descriptor numbers. The handler is otherwise kazoo's own; it was checked against kazoo
 2.11.0, which pyproject.toml pins.
+
+What it buys (``mw bench throughput --tasks 1000``, 1 master and 3 workers, the same 2-core
+machine and hour, three rounds each, alternated): 2,583-3,058 tasks/s (median 2,728) with it,
+2,201-2,436 (median 2,245) with kazoo's own handler; the master's and each worker's CPU time
+0.05-0.06 s against 0.08 s, and 0.03-0.05 s against 0.05-0.07 s.
 """
 
 from __future__ import annotations
 
 import select
+import threading
 from collections import defaultdict
 
 from kazoo.handlers.threading import SequentialThreadingHandler
@@ -55,5 +61,6 @@ class SelectHandler(SequentialThreadingHandler):
 
     def start(self) -> None:
         super().start()
-        for worker, name in zip(self._workers, ("kazoo-completion", "kazoo-callback"), strict=False):
-            worker.name = name
+        # Each worker thread runs the callables of its queue: the first one names the thread.
+        for work, name in ((self.completion_queue, "kazoo-completion"), (self.callback_queue, "kazoo-callback")):
+            work.put(lambda name=name: setattr(threading.current_thread(), "name", name))
