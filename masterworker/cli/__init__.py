@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Annotated
 
 import typer
+from loguru import logger
 
 from masterworker import __version__
 from masterworker.cli import tutorial, zk
@@ -15,6 +17,7 @@ from masterworker.cli.demo import demo_command
 from masterworker.cli.roles import master, worker
 from masterworker.cli.status import status_command
 from masterworker.cli.tasks import result_command, submit_command
+from masterworker.logs import setup_logging
 
 app = command_group(
     "masterworker: the master-worker example of 'ZooKeeper: Distributed Process Coordination', "
@@ -54,4 +57,24 @@ app.command("status", help="Show master, workers, assignments, pending tasks and
 
 
 def main() -> None:
+    if "--log-json" in sys.argv[1:]:
+        sys.exit(_main_with_json_errors(sys.argv[1:]))
     app(prog_name="mw")
+
+
+def _main_with_json_errors(args: list[str]) -> int:
+    """Under --log-json even a usage error (an unknown option, a bad value) is a JSON line on stderr.
+
+    typer prints those itself, as rich panels, before any command runs; here click's own
+    exception is caught instead and logged like every other error.
+    """
+    command = typer.main.get_command(app)
+    try:
+        result = command.main(args=args, prog_name="mw", standalone_mode=False)
+    except Exception as exc:
+        if not (hasattr(exc, "format_message") and hasattr(exc, "exit_code")):  # not a usage error
+            raise
+        setup_logging(json=True)
+        logger.error(exc.format_message())
+        return exc.exit_code
+    return result if isinstance(result, int) else 0

@@ -213,6 +213,9 @@ def test_log_json_makes_every_stderr_line_json(mw_env: dict[str, str], zk_server
             record = json.loads(line)["record"]
             assert record["level"]["name"] in ("ERROR", "WARNING")
     assert "does not exist" in json.loads(refused.stderr)["record"]["message"]
+    usage = run_mw("status", "--log-json", "--no-such-option", env=mw_env)  # typer's own usage error
+    assert usage.returncode == 2
+    assert json.loads(usage.stderr)["record"]["message"] == "No such option: --no-such-option"
 
 
 def test_a_session_timeout_beyond_the_servers_bounds_says_what_was_granted(mw_env: dict[str, str]) -> None:
