@@ -9,9 +9,20 @@ A tutorial shows commands the way a terminal does, in ```` ```console ```` block
 A line starting with ``$ `` is a command (a trailing ``\\`` or a ``<<'EOF'`` here-document
 continues it); the lines after it are output the reader should see. Each expected line must
 appear, in order, within the command's output (spaces are squeezed; ``...`` stands for
-anything). Commands run one after another in one bash, so ``export`` and ``cmd &`` behave as in
-a terminal; the output of background commands goes to ``.bg-N.log`` files instead of mixing in.
+anything). Commands run one after another in one bash, so ``export`` behaves as in a terminal.
 Other code blocks are for reading only.
+
+**One terminal per process.** A reader runs ``mw master --id master-1`` in a terminal of its
+own; a tutorial writes ``$ mw master --id master-1 &`` and the runner gives that process its
+own "terminal": a log named after it (``master-1.log``: the ``--id``, or ``zk`` for
+``mw zk start``, ``submit`` for ``mw submit``, else ``job-N``), which later steps may read.
+What a reader would do in another terminal is a comment line, harmless if typed, that the
+runner carries out::
+
+    $ # in master-1's terminal: Ctrl-C          (SIGINT to that process)
+    $ # kill -9 master-1                        (also kill -STOP / kill -CONT / kill -TERM)
+    $ # wait until master-2's terminal shows: is a backup
+    $ # wait until mw status shows: active master: master-2
 
 The test suite runs every tutorial this way (tests/integration/test_tutorials.py), so a
 tutorial that drifts from the code fails CI; ``mw tutorial run N`` runs one for a reader.
@@ -129,7 +140,9 @@ class Shell:
 
     def __init__(self, cwd: Path, env: dict[str, str]) -> None:
         self.marker = f"__mw_step_done_{uuid.uuid4().hex}__"
+        self.cwd = cwd
         self.background = 0
+        self.terminals: dict[str, str] = {}  # a process's name -> the shell variable holding its pid
         self.proc = subprocess.Popen(
             ["bash", "--noprofile", "--norc"], cwd=cwd, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT, text=True, bufsize=1, start_new_session=True,
@@ -152,9 +165,14 @@ class Shell:
 
     def run(self, command: str, timeout: float = 120.0) -> str:
         stripped = command.rstrip()
-        if stripped.endswith("&") and not stripped.endswith("&&"):
+        directive = _DIRECTIVE.match(stripped)
+        if directive:
+            command = self._directive(directive)
+        elif stripped.endswith("&") and not stripped.endswith("&&"):
             self.background += 1
-            command = f"{stripped[:-1].rstrip()} > .bg-{self.background}.log 2>&1 &"
+            name = terminal_name(stripped, self.background)
+            self.terminals[name] = f"__mw_pid_{len(self.terminals)}"
+            command = f"{stripped[:-1].rstrip()} > {name}.log 2>&1 & {self.terminals[name]}=$!"
         self._send("(exit ${__mw_status:-0})")  # so that $? means the previous step's status, as in a terminal
         self._send(command)
         self._send(f'__mw_status=$?; echo "{self.marker}"')
@@ -171,6 +189,33 @@ class Shell:
                 return "".join(output)
             output.append(line)
 
+    def _directive(self, match: re.Match) -> str:
+        """The shell command that does what the reader would do in another terminal."""
+        action, rest = match.group(1), match.group(2).strip()
+        if action in ("in", "kill"):  # in NAME's terminal: Ctrl-C / kill -9 NAME, kill -STOP NAME...
+            if action == "in":
+                signal_name, name = "-INT", rest.split("'s terminal", 1)[0]
+            else:
+                signal_name, name = (word.strip() for word in rest.split(None, 1))
+            pid = self._pid(name)
+            if signal_name in ("-STOP", "-CONT"):
+                return f"kill {signal_name} ${pid}"
+            return f"kill {signal_name} ${pid}; wait ${pid} 2>/dev/null"  # as a terminal's prompt comes back
+        where, _, text = rest.partition(" shows: ")
+        quoted = "'" + text.replace("'", "'\\''") + "'"
+        if where.endswith("'s terminal"):
+            probe = f"grep -qF -- {quoted} {where.removesuffix(chr(39) + 's terminal')}.log"
+        elif where == "mw status":
+            probe = f"mw status 2>/dev/null | grep -qF -- {quoted}"
+        else:
+            raise ValueError(f"cannot wait until {where!r} shows something")
+        return f"until {probe}; do sleep 0.2; done"  # in vain: the step's timeout fails the tutorial
+
+    def _pid(self, name: str) -> str:
+        if name not in self.terminals:
+            raise ValueError(f"no process named {name!r} runs in the background (known: {', '.join(self.terminals)})")
+        return self.terminals[name]
+
     def close(self) -> None:
         """Stop the shell and everything it started (SIGTERM first, so servers stop cleanly)."""
         for sig, wait in ((signal.SIGTERM, 10.0), (signal.SIGKILL, 5.0)):
@@ -185,6 +230,21 @@ class Shell:
                     break
                 time.sleep(0.1)
         self.proc.wait(10)
+
+
+_DIRECTIVE = re.compile(r"^#\s*(in|kill|wait until)\s+(.*)$")
+
+
+def terminal_name(command: str, number: int) -> str:
+    """The name of a background process's terminal (its log): its --id, zk, submit, or job-N."""
+    words = command.split()
+    if "--id" in words[:-1]:
+        return words[words.index("--id") + 1]
+    if words[:3] == ["mw", "zk", "start"]:
+        return "zk"
+    if words[:2] == ["mw", "submit"]:
+        return "submit"
+    return f"job-{number}"
 
 
 def _group_alive(pgid: int) -> bool:

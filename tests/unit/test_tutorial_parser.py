@@ -34,3 +34,12 @@ def test_expected_lines_in_order_with_ellipsis_and_squeezed_spaces() -> None:
     assert first_missing(["alpha beta", "gamma: ... done"], output) is None
     assert first_missing(["... 42 ...", "alpha"], output) == "alpha"  # order matters
     assert first_missing(["delta"], output) == "delta"
+
+
+def test_a_background_process_gets_a_terminal_named_after_it() -> None:
+    from masterworker.lab.tutorial import terminal_name
+
+    assert terminal_name("mw master --id master-2 --impl async &", 3) == "master-2"
+    assert terminal_name("mw zk start --port $ZK_PORT &", 1) == "zk"
+    assert terminal_name("mw submit --file tasks.txt &", 7) == "submit"
+    assert terminal_name("zkCli.sh -server x | tee out.txt &", 2) == "job-2"
