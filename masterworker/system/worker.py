@@ -248,18 +248,19 @@ class Worker:
         for task, result in sent:
             try:
                 failed = failure(result.get(timeout=max(0.0, deadline - time.monotonic())))
+                error = None if failed is None else failed[1]
             except Exception as exc:  # ConnectionLoss, a timeout: the outcome is unknown, nothing is lost
-                failed = (-1, exc)
-            if failed is None:
+                error = exc
+            if error is None:
                 given.append(task)
                 self.history.record("give-back", task=task, worker=self.id)
-            elif isinstance(failed[1], NoAuthError):
+            elif isinstance(error, NoAuthError):
                 refused += 1
             else:
                 logger.warning(
                     "could not give {} back ({}): the master recovers it when this worker's session closes",
                     task,
-                    type(failed[1]).__name__,
+                    type(error).__name__,
                 )
         if refused:
             logger.info(
