@@ -48,23 +48,25 @@ from kazoo.protocol.states import WatchedEvent
 from loguru import logger
 
 from masterworker.system.batching import commit_moves, read_tasks
-from masterworker.system.fencing import Token, claim, deposed, fence, next_token
-from masterworker.system.history import History
-from masterworker.system.master_core import (
+from masterworker.system.events import (
     AssignChanged,
-    Cluster,
-    Deposed,
-    Dirty,
     Event,
-    Leftover,
     MasterGone,
-    MasterState,
-    Move,
-    Outcome,
     SessionChanged,
     Stop,
     TasksChanged,
     WorkersChanged,
+)
+from masterworker.system.fencing import Token, claim, deposed, fence, next_token
+from masterworker.system.history import History
+from masterworker.system.master_core import (
+    Cluster,
+    Deposed,
+    Dirty,
+    Leftover,
+    MasterState,
+    Move,
+    Outcome,
     leftover,
     outcome,
     plan_moves,

@@ -10,7 +10,7 @@ case (``tests/unit/test_master_core.py``):
 - ``plan_moves``: which pending task goes to which worker (chapter 4);
 - ``Leftover`` and ``leftover``: what recovery does with each kind of task a dead worker left;
 - ``Outcome`` and ``outcome``: what each failure of a fenced assignment transaction means;
-- ``MasterState``, the typed events a driver reacts to, and ``Dirty``, what must be re-read.
+- ``MasterState`` and ``Dirty``, what must be re-read after the events of ``events.py``.
 """
 
 from __future__ import annotations
@@ -19,9 +19,15 @@ import enum
 from collections import deque
 from dataclasses import dataclass, field
 
-from kazoo.client import KazooState
 from kazoo.exceptions import BadVersionError, NodeExistsError, NoNodeError
 
+from masterworker.system.events import (
+    AssignChanged,
+    Event,
+    MasterGone,
+    TasksChanged,
+    WorkersChanged,
+)
 from masterworker.system.protocol import WorkerInfo
 from masterworker.system.zkops import failure
 
@@ -41,44 +47,6 @@ class MasterState(enum.Enum):
 
 class Deposed(Exception):
     """A fenced transaction failed on its token check: a newer master exists, or the token was removed."""
-
-
-# -- events: what watches and the session tell a master (kazoo's threads only enqueue these) --------
-@dataclass(frozen=True)
-class MasterGone:
-    """/master changed (deleted, or a periodic check): a backup runs for master."""
-
-
-@dataclass(frozen=True)
-class WorkersChanged:
-    """The children of /workers changed: a worker joined or its session ended."""
-
-
-@dataclass(frozen=True)
-class TasksChanged:
-    """The children of /tasks changed: new tasks to assign."""
-
-
-@dataclass(frozen=True)
-class AssignChanged:
-    """The children of /assign/<worker> changed: the worker completed something, or its node appeared."""
-
-    worker: str
-
-
-@dataclass(frozen=True)
-class SessionChanged:
-    """kazoo's connection state: SUSPENDED, LOST or CONNECTED."""
-
-    state: KazooState
-
-
-@dataclass(frozen=True)
-class Stop:
-    """The driver was asked to stop."""
-
-
-Event = MasterGone | WorkersChanged | TasksChanged | AssignChanged | SessionChanged | Stop
 
 
 @dataclass

@@ -36,9 +36,10 @@ from kazoo.client import KazooClient
 from kazoo.recipe.watchers import ChildrenWatch
 from loguru import logger
 
+from masterworker.system.events import AssignChanged, Event, TasksChanged, WorkersChanged
 from masterworker.system.history import History
 from masterworker.system.master import Deposed, Master
-from masterworker.system.master_core import AssignChanged, Event, MasterState, TasksChanged, WorkersChanged
+from masterworker.system.master_core import MasterState
 from masterworker.system.protocol import TASKS, WORKERS, assign_dir
 from masterworker.system.security import Policy
 from masterworker.system.zkops import RECOVERABLE, wait_connected

@@ -51,6 +51,7 @@ from kazoo.retry import InterruptedError as RetryInterrupted
 from loguru import logger
 
 from masterworker.system.connection import DEFAULT_SESSION_TIMEOUT
+from masterworker.system.events import AssignChanged, SessionChanged, Stop
 from masterworker.system.execution import ProcessGroups, run_command
 from masterworker.system.history import History
 from masterworker.system.multiread import get_many
@@ -135,7 +136,7 @@ class Worker:
         self._pool = ThreadPoolExecutor(max_workers=slots, thread_name_prefix=f"task-{worker_id}")
         self._completions: queue.Queue[tuple[str, TaskStatus] | None] = queue.Queue()
         self._completer = threading.Thread(target=self._complete_loop, name=f"completer-{worker_id}", daemon=True)
-        self._session_events = SessionEvents(client, self.events)
+        self._session_events = SessionEvents(client, self.events, SessionChanged)
 
     # -- life cycle ----------------------------------------------------------------------------
     def run(self) -> None:
@@ -170,7 +171,7 @@ class Worker:
 
     def stop(self) -> None:
         self._stop.set()
-        self.events.put(("stop", None))
+        self.events.put(Stop())
 
     def _start_reaper(self) -> None:
         """One reaper process for this worker's life: it ends our tasks' groups if we die (reaper.py)."""
@@ -280,10 +281,9 @@ class Worker:
         except queue.Empty:
             return True  # a cheap periodic re-read: a missed watch can never strand a task
         while True:
-            kind, value = item
-            if kind == "assign":
+            if isinstance(item, AssignChanged):
                 dirty = True
-            elif kind == "session" and value == KazooState.LOST:
+            elif isinstance(item, SessionChanged) and item.state == KazooState.LOST:
                 logger.warning("session LOST: our registration and watches are gone; registering again")
                 self.registered.clear()
             try:
@@ -349,7 +349,7 @@ class Worker:
 
     # -- assignments -------------------------------------------------------------------------------
     def _on_assign_event(self, event: WatchedEvent) -> None:
-        self.events.put(("assign", None))
+        self.events.put(AssignChanged(self.id))
 
     def _read_assignments(self) -> None:
         try:
@@ -361,7 +361,7 @@ class Worker:
                 self.client.create(assign_dir(self.id))
             except NodeExistsError:
                 pass
-            self.events.put(("assign", None))
+            self.events.put(AssignChanged(self.id))
             return
         listed = set(tasks)
         with self._lock:

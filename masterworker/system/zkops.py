@@ -152,9 +152,7 @@ class SessionEvents:
     again with the new session kazoo opens); CONNECTED: connected again, same or new session.
     """
 
-    def __init__(
-        self, client: KazooClient, events: queue.Queue, wrap: Callable[[KazooState], object] = lambda s: ("session", s)
-    ) -> None:
+    def __init__(self, client: KazooClient, events: queue.Queue, wrap: Callable[[KazooState], object]) -> None:
         self.client = client
         self.events = events
         self.wrap = wrap

@@ -8,21 +8,8 @@ import pytest
 from kazoo.client import KazooState
 from kazoo.exceptions import BadVersionError, NodeExistsError, NoNodeError, RolledBackError
 
-from masterworker.system.master_core import (
-    AssignChanged,
-    Cluster,
-    Dirty,
-    Leftover,
-    MasterGone,
-    Move,
-    Outcome,
-    SessionChanged,
-    TasksChanged,
-    WorkersChanged,
-    leftover,
-    outcome,
-    plan_moves,
-)
+from masterworker.system.events import AssignChanged, MasterGone, SessionChanged, TasksChanged, WorkersChanged
+from masterworker.system.master_core import Cluster, Dirty, Leftover, Move, Outcome, leftover, outcome, plan_moves
 from masterworker.system.protocol import WorkerInfo
 
 OK = object()  # a committed operation's result
