@@ -40,7 +40,7 @@ from masterworker.system.errors import MasterworkerError
 from masterworker.system.protocol import MASTERS, master_entry
 from masterworker.system.zkops import RECOVERABLE, owns_ephemeral, session_id, wait_connected
 
-__all__ = ["IdInUse", "Roster", "claim_id", "holder"]
+__all__ = ["IdInUse", "Roster", "claim_id", "dead_here", "holder"]
 
 
 class IdInUse(MasterworkerError):
@@ -62,7 +62,7 @@ def holder(client: KazooClient, path: str) -> tuple[dict, int] | None:
     return (info if isinstance(info, dict) else {}), stat.ephemeralOwner
 
 
-def _dead_here(info: dict) -> bool:
+def dead_here(info: dict) -> bool:
     """Was the holder a process of this host that no longer runs (a previous run, killed)?"""
     pid = info.get("pid")
     if info.get("host") != socket.gethostname() or not isinstance(pid, int) or pid <= 0:
@@ -107,7 +107,7 @@ def claim_id(
             continue  # it expired between our create and our read: create again
         info, owner = found
         where = f"pid {info.get('pid', '?')} on {info.get('host') or '?'}, session 0x{owner:x}"
-        if not _dead_here(info):
+        if not dead_here(info):
             raise IdInUse(f"{what} is already in use by a running process ({where}): choose another --id")
         if deadline is None:
             deadline = time.monotonic() + expiry_wait

@@ -71,6 +71,7 @@ from masterworker.system.protocol import (
     worker_path,
 )
 from masterworker.system.reaper import Reaper
+from masterworker.system.roster import dead_here, holder
 from masterworker.system.security import apply_role_acl
 from masterworker.system.zkops import (
     RECOVERABLE,
@@ -330,21 +331,16 @@ class Worker:
         logger.success("worker {} registered", self.id)
 
     def _holder(self) -> str:
-        """Who holds /workers/<our id>, in words, from the WorkerInfo it wrote."""
-        try:
-            info = WorkerInfo.decode(self.client.get(worker_path(self.id))[0])
-        except NoNodeError:
+        """Who holds /workers/<our id>, in words, from the host and pid it wrote (``roster.py``)."""
+        found = holder(self.client, worker_path(self.id))
+        if found is None:
             return "another session (now gone)"
-        if not info.pid:
+        info, _ = found
+        if not info.get("pid"):
             return "another live session (its data does not say which process)"
-        where = f"pid {info.pid} on {info.host or '?'}"
-        if info.host == self.info.host:
-            try:
-                os.kill(info.pid, 0)
-            except ProcessLookupError:
-                return f"the session of a previous run ({where}, no longer running)"
-            except PermissionError:
-                pass
+        where = f"pid {info['pid']} on {info.get('host') or '?'}"
+        if dead_here(info):
+            return f"the session of a previous run ({where}, no longer running)"
         return f"another live session ({where})"
 
     # -- assignments -------------------------------------------------------------------------------
