@@ -6,7 +6,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -99,38 +99,29 @@ def run_mw(*args: str, env: dict[str, str] | None = None, timeout: float = 60) -
     )
 
 
-def jvm_pids_under(data_dir: Path) -> list[int]:
-    """Pids of ZooKeeper JVMs whose command line mentions ``data_dir``: none should survive a test."""
-    pids = []
+def _command_lines() -> Iterator[tuple[int, str]]:
+    """(pid, command line) of every live process (a zombie's command line is empty)."""
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         try:
-            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            yield int(entry.name), (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
         except OSError:
             continue
-        if "QuorumPeerMain" in cmdline and str(data_dir) in cmdline:
-            pids.append(int(entry.name))
-    return pids
+
+
+def jvm_pids_under(data_dir: Path) -> list[int]:
+    """Pids of ZooKeeper JVMs whose command line mentions ``data_dir``: none should survive a test."""
+    return [pid for pid, line in _command_lines() if "QuorumPeerMain" in line and str(data_dir) in line]
 
 
 def processes_with(marker: str) -> list[int]:
-    """Pids of live processes whose command line contains ``marker`` (a zombie's is empty).
+    """Pids of live processes whose command line contains ``marker``.
 
     Tasks in tests carry a unique marker in their argv, so a leftover process is found without
     guessing at process names.
     """
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:
-            continue
-        if marker in cmdline:
-            pids.append(int(entry.name))
-    return pids
+    return [pid for pid, line in _command_lines() if marker in line]
 
 
 def master_id(zk: KazooClient) -> str | None:
