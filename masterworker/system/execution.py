@@ -139,6 +139,8 @@ def run_command(spec: TaskSpec, allow: frozenset[str] | None = None, groups: Pro
             exit_code, reason = None, f"timed out after {spec.timeout:g} s"
         except OSError as exc:
             exit_code, reason = 127, f"cannot run {spec.argv[0]!r}: {exc.strerror or exc}"
+        except (ValueError, OverflowError, TypeError) as exc:  # what Popen refuses before starting anything
+            exit_code, reason = None, f"cannot start the task: {exc}"
         size = output.seek(0, os.SEEK_END)
         output.seek(max(0, size - MAX_OUTPUT_TAIL))
         tail = output.read().decode("utf-8", "replace")

@@ -18,8 +18,16 @@ path                           mode                  written by, and its data
 
 The book's own Java client, worker and master can join a system run by ``mw``: task data that
 is not our JSON is a "book task" (completed as done without running anything), worker data
-that is not JSON (the book writes "Idle") means one slot, status data that is not JSON (the
-book writes "done") reads as done.
+that is not JSON (the book writes "Idle") means one slot and a worker that runs only book
+tasks, status data that is not JSON (the book writes "done") reads as "done (book worker)".
+
+**Capabilities.** A worker says what it can run (``runs``): ``command`` (an argv) and ``book``
+(a plain string, completed without running). A master gives each task only to a worker that
+runs its kind, so the book's worker never swallows a command it would "complete" unrun.
+
+**Bounds.** Whatever a stranger writes, a worker's capacity is at most ``MAX_CAPACITY``, a task's
+timeout at most ``MAX_TASK_TIMEOUT``, and a task whose worker died ``attempts`` times is given up
+by the master past its ``--max-attempts`` (a poison pill, ``master_core.leftover``).
 
 Task names are *protected* (the idea of Curator's protected mode, chapter 8): the client puts a
 random id in the sequential name, ``task-<12 hex>-<sequence>``, so that after a ConnectionLoss it
@@ -29,6 +37,7 @@ can look for its task instead of blindly creating a second one.
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import secrets
@@ -54,6 +63,14 @@ MAX_TASK_BYTES = 8 * 1024
 # The output tail a worker keeps of stdout and stderr, in bytes.
 MAX_OUTPUT_TAIL = 4 * 1024
 DEFAULT_TASK_TIMEOUT = 3600.0
+# A year: anything longer is a mistake (or 400 digits written to break a worker), not a timeout.
+MAX_TASK_TIMEOUT = 366 * 24 * 3600.0
+# Tasks a master assigns to one worker at most, whatever it announces: a stranger's /workers/evil
+# announcing 1,024 slots must not swallow every task (slots and prefetch are clamped too).
+MAX_CAPACITY = 256
+# What a worker can run: an argv, or the book's plain-string task (completed without running).
+COMMAND = "command"
+BOOK = "book"
 
 _SEQUENCE = re.compile(r"(\d{10})$")
 _NAME = re.compile(r"^[A-Za-z0-9_.:@-]{1,200}$")
@@ -130,17 +147,24 @@ class TaskSpec:
     client: str = ""
     book_task: bool = False  # the book's client sends a plain string: completed without running
     invalid: str | None = None
+    attempts: int = 0  # how many times a worker died while it held this task (raised by recovery)
+
+    @property
+    def kind(self) -> str:
+        """What a worker must run to take it: ``book`` tasks anyone, the rest (commands, and invalid
+        data our workers fail with a reason) only workers that run commands."""
+        return BOOK if self.book_task else COMMAND
 
     def encode(self) -> bytes:
-        return json.dumps(
-            {
-                "argv": self.argv,
-                "timeout": self.timeout,
-                "submitted": self.submitted_at,
-                "client": self.client,
-            },
-            separators=(",", ":"),
-        ).encode()
+        fields: dict[str, Any] = {
+            "argv": self.argv,
+            "timeout": self.timeout,
+            "submitted": self.submitted_at,
+            "client": self.client,
+        }
+        if self.attempts:
+            fields["attempts"] = self.attempts
+        return json.dumps(fields, separators=(",", ":")).encode()
 
     @classmethod
     def decode(cls, data: bytes | None) -> TaskSpec:
@@ -162,14 +186,59 @@ class TaskSpec:
         if obj is None or "argv" not in obj:
             return cls(argv=[], invalid="task data is JSON but not a masterworker task (no argv)")
         argv, timeout = obj.get("argv"), obj.get("timeout", DEFAULT_TASK_TIMEOUT)
-        spec = cls(argv=[], submitted_at=_number(obj.get("submitted"), 0.0), client=str(obj.get("client", "")))
+        spec = cls(
+            argv=[],
+            submitted_at=_number(obj.get("submitted"), 0.0),
+            client=str(obj.get("client", "")),
+            attempts=attempts_of(obj),
+        )
         if not (isinstance(argv, list) and argv and all(isinstance(a, str) for a in argv)):
             spec.invalid = "task data has no valid argv (a non-empty list of strings)"
-        elif not isinstance(timeout, int | float) or isinstance(timeout, bool) or timeout <= 0:
-            spec.invalid = "task timeout is not a positive number"
+        elif any("\0" in a for a in argv):
+            spec.invalid = "task argv contains a NUL byte: no program can receive it"
+        elif not _in_range(timeout, 0.0, MAX_TASK_TIMEOUT):
+            spec.invalid = f"task timeout is not a number of seconds between 0 and {MAX_TASK_TIMEOUT:.0f}"
         else:
             spec.argv, spec.timeout = list(argv), float(timeout)
         return spec
+
+
+def attempts_of(obj: dict[str, Any]) -> int:
+    value = obj.get("attempts", 0)
+    return value if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 1 << 31 else 0
+
+
+def task_kind(data: bytes | None) -> str:
+    """``book`` or ``command``: which workers may take a task, as ``TaskSpec.decode(data).kind`` says,
+    without parsing the JSON (the master asks for every task it assigns)."""
+    data = data or b""
+    if len(data) > MAX_TASK_BYTES:
+        return COMMAND
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        return COMMAND
+    return COMMAND if text.lstrip().startswith("{") else BOOK
+
+
+def with_attempt(data: bytes | None) -> tuple[bytes, int]:
+    """The task's data with one more attempt recorded, and the new count (chapter 4's recovery).
+
+    The book's plain-string tasks cannot carry a count: they come back unchanged, with 0 (they
+    run nothing, so they cannot kill a worker). Other fields are kept as they are.
+    """
+    data = data or b""
+    obj = _json_object(data) if len(data) <= MAX_TASK_BYTES else None
+    if obj is None or "argv" not in obj:
+        return data, 0
+    obj["attempts"] = attempts_of(obj) + 1
+    return json.dumps(obj, separators=(",", ":")).encode(), obj["attempts"]
+
+
+def _in_range(value: Any, low: float, high: float) -> bool:
+    """A JSON number with low < value <= high (no bool, no NaN, no 400-digit integer)."""
+    number = _number(value, math.nan)
+    return math.isfinite(number) and low < number <= high
 
 
 def oversized(size: int) -> bytes:
@@ -181,7 +250,14 @@ def oversized(size: int) -> bytes:
 
 
 def _number(value: Any, default: float) -> float:
-    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else default
+    """A finite JSON number, or the default (a 400-digit integer does not fit a float)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return default
+    try:
+        number = float(value)
+    except OverflowError:
+        return default
+    return number if math.isfinite(number) else default
 
 
 @dataclass
@@ -193,16 +269,22 @@ class WorkerInfo:
     pid: int = 0
     started_at: float = 0.0
     prefetch: int = 1  # tasks it takes beyond its slots, so it never idles waiting for the master
+    runs: frozenset[str] = frozenset({COMMAND, BOOK})  # the kinds of task it can run
 
     @property
     def capacity(self) -> int:
-        return self.slots + self.prefetch
+        """How many tasks a master lets it hold: never more than MAX_CAPACITY, whatever it says."""
+        return min(self.slots + self.prefetch, MAX_CAPACITY)
+
+    def takes(self, kind: str) -> bool:
+        return kind in self.runs
 
     def encode(self) -> bytes:
         return json.dumps(
             {
                 "slots": self.slots,
                 "prefetch": self.prefetch,
+                "runs": sorted(self.runs),
                 "host": self.host,
                 "pid": self.pid,
                 "started": self.started_at,
@@ -211,22 +293,32 @@ class WorkerInfo:
 
     @classmethod
     def decode(cls, data: bytes | None) -> WorkerInfo:
-        """Tolerant: the book's worker writes "Idle"; anything odd means one slot."""
-        obj = _json_object(data) or {}
-        slots = obj.get("slots", 1)
-        if not isinstance(slots, int) or isinstance(slots, bool) or not 0 < slots <= 1024:
-            slots = 1
+        """Tolerant and bounded: the book's worker writes "Idle" (one slot, book tasks only); a number
+        out of range is clamped or means the default; a JSON worker that names no kinds (an older
+        mw) runs both."""
+        obj = _json_object(data)
+        if obj is None:
+            return cls(runs=frozenset({BOOK}))
+        slots = _count(obj.get("slots"), 1, low=1)
+        prefetch = _count(obj.get("prefetch"), 1, low=0)
+        runs = obj.get("runs")
+        kinds = frozenset(k for k in runs if k in (COMMAND, BOOK)) if isinstance(runs, list) else None
         pid = obj.get("pid", 0)
-        prefetch = obj.get("prefetch", 1)
-        if not isinstance(prefetch, int) or isinstance(prefetch, bool) or not 0 <= prefetch <= 1024:
-            prefetch = 1
         return cls(
             slots=slots,
             prefetch=prefetch,
-            host=str(obj.get("host", "")),
-            pid=pid if isinstance(pid, int) else 0,
+            runs=kinds if kinds is not None else frozenset({COMMAND, BOOK}),
+            host=str(obj.get("host", ""))[:200],
+            pid=pid if isinstance(pid, int) and not isinstance(pid, bool) else 0,
             started_at=_number(obj.get("started"), 0.0),
         )
+
+
+def _count(value: Any, default: int, low: int) -> int:
+    """An integer announced by a worker: the default if it is not one, clamped to [low, MAX_CAPACITY]."""
+    if not isinstance(value, int) or isinstance(value, bool):
+        return default
+    return max(low, min(value, MAX_CAPACITY))
 
 
 @dataclass
@@ -242,6 +334,12 @@ class TaskStatus:
     reason: str | None = None
     run_id: str | None = None  # which execution wrote it: how a worker recognises its own record
     output_bytes: int | None = None  # the whole output's size: more than the tail means it was cut
+    book_worker: bool = False  # written by the book's worker ("done"): nothing was run
+
+    @property
+    def summary(self) -> str:
+        """The state as a person reads it: "done", "failed", or "done (book worker)"."""
+        return f"{self.state} (book worker)" if self.book_worker else self.state
 
     @property
     def output_cut(self) -> bool:
@@ -249,14 +347,17 @@ class TaskStatus:
         return self.output_bytes is not None and self.output_bytes > MAX_OUTPUT_TAIL
 
     def encode(self) -> bytes:
-        return json.dumps({k: v for k, v in asdict(self).items() if v is not None}).encode()
+        fields = {k: v for k, v in asdict(self).items() if v is not None and k != "book_worker"}
+        return json.dumps(fields).encode()
 
     @classmethod
     def decode(cls, data: bytes | None) -> TaskStatus:
         """Tolerant: the book's worker writes "done"; anything that is not our JSON reads as done."""
         obj = _json_object(data)
-        if obj is None or obj.get("state") not in ("done", "failed"):
-            return cls(state="done", reason=None if obj is None else "status data is not masterworker's")
+        if obj is None:
+            return cls(state="done", book_worker=True, reason="written by the book's worker: nothing was run")
+        if obj.get("state") not in ("done", "failed"):
+            return cls(state="done", reason="status data is not masterworker's")
         exit_code, size = obj.get("exit_code"), obj.get("output_bytes")
         return cls(
             state=obj["state"],

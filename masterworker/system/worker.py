@@ -364,20 +364,38 @@ class Worker:
             self._finished &= listed
             new = [t for t in submission_order(listed) if t not in self._in_flight and t not in self._finished]
             self._in_flight.update(new)
+        # Each assignment's data and its task's status, in the same request: a task with a status is finished.
+        paths = [p for task in new for p in (assignment_path(self.id, task), status_path(task))]
         try:
-            reads = get_many(self.client, [assignment_path(self.id, task) for task in new])
+            reads = get_many(self.client, paths)
         except RECOVERABLE:
             with self._lock:
                 self._in_flight.difference_update(new)
             raise
-        for task, result in zip(new, reads, strict=True):
+        for index, task in enumerate(new):
+            result, status = reads[2 * index], reads[2 * index + 1]
             if isinstance(result, Exception) or self._stop.is_set():  # taken away before we read it, or stopping
                 with self._lock:
                     self._in_flight.discard(task)
                 continue
+            if not isinstance(status, Exception):
+                self._drop_finished(task, "it already has a status")
+                continue
             with self._lock:
                 self._waiting[task] = result[0]
             self._pool.submit(self._execute, task)
+
+    def _drop_finished(self, task: str, why: str) -> None:
+        """A task with a status is finished, whoever wrote it (another worker while we were cut off, the
+        book's worker, an operator): remove our assignment and move on, instead of running it again."""
+        try:
+            self._remove_assignment(task)
+        except RECOVERABLE:
+            pass  # the next read of our assignments finds it again and retries
+        else:
+            logger.warning("{} is finished ({}): removed our assignment without running it again", task, why)
+        with self._lock:
+            self._in_flight.discard(task)
 
     def _execute(self, task: str) -> None:
         """Runs on a pool thread: the task; its completion is the completer thread's job."""
@@ -387,10 +405,7 @@ class Worker:
                 return  # a stopping worker gave it back before it started
             self.executions += 1
         try:
-            spec = TaskSpec.decode(data)
-            logger.info("running {}: {}", task, " ".join(spec.argv) if spec.argv else "(book task)")
-            self.history.record("exec-start", task=task, worker=self.id)
-            status = run_command(spec, self.allow, self._groups)
+            status = self._run(task, data)
             status.worker, status.run_id = self.id, new_guid()
             self.history.record("exec-end", task=task, worker=self.id, state=status.state)
             if self._abandon:
@@ -405,6 +420,20 @@ class Worker:
             logger.exception("unexpected error while executing {}", task)
             with self._lock:
                 self._in_flight.discard(task)
+
+    def _run(self, task: str, data: bytes) -> TaskStatus:
+        """Run one task. Whatever the data, this ends in a status: a task that cannot even start
+        completes as failed with the reason, instead of being dropped and picked up again for ever."""
+        started = time.time()
+        try:
+            spec = TaskSpec.decode(data)
+            logger.info("running {}: {}", task, " ".join(spec.argv) if spec.argv else "(book task)")
+            self.history.record("exec-start", task=task, worker=self.id)
+            return run_command(spec, self.allow, self._groups)
+        except Exception as exc:  # a bug or a case decode() did not foresee: fail the task, not the loop
+            logger.opt(exception=True).warning("{} cannot start: {}", task, exc)
+            reason = f"cannot start the task: {type(exc).__name__}: {exc}"[:500]
+            return TaskStatus("failed", started_at=started, ended_at=time.time(), reason=reason)
 
     def _settle(self, task: str, counted: bool) -> None:
         self.history.record("complete" if counted else "discard", task=task, worker=self.id)
@@ -474,8 +503,11 @@ class Worker:
             failed = failure(txn.commit())
             if failed is None or (failed[0] == 0 and self._is_our_record(task, status)):
                 return True
-            why = "it already has a status" if failed[0] == 0 else "it was taken away from us (reassigned)"
-            logger.warning("discarding our result of {}: {}", task, why)
+            if failed[0] == 0:  # a status exists: the task is finished, and our assignment must not stay
+                logger.warning("discarding our result of {}: it already has a status", task)
+                self._remove_assignment(task)
+            else:
+                logger.warning("discarding our result of {}: it was taken away from us (reassigned)", task)
             return False
 
         try:
@@ -485,6 +517,14 @@ class Worker:
         if counted:
             logger.info("{} {} (exit code {})", task, status.state, status.exit_code)
         return counted
+
+    def _remove_assignment(self, task: str) -> None:
+        """Left in place, the assignment would be read and run again every second, for ever."""
+        try:
+            self.client.delete(assignment_path(self.id, task))
+            self.history.record("drop-finished", task=task, worker=self.id)
+        except NoNodeError:
+            pass
 
     def _is_our_record(self, task: str, status: TaskStatus) -> bool:
         try:

@@ -7,7 +7,16 @@ import json
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from masterworker.system.protocol import MAX_TASK_BYTES, TaskSpec, TaskStatus, WorkerInfo, oversized
+from masterworker.system.protocol import (
+    MAX_CAPACITY,
+    MAX_TASK_BYTES,
+    MAX_TASK_TIMEOUT,
+    TaskSpec,
+    TaskStatus,
+    WorkerInfo,
+    oversized,
+    task_kind,
+)
 from masterworker.system.security import Policy
 
 json_values = st.recursive(
@@ -36,6 +45,7 @@ raw = (
 @given(raw)
 def test_task_decode_never_raises_and_is_runnable_book_or_invalid(data: bytes) -> None:
     spec = TaskSpec.decode(data)
+    assert task_kind(data) == spec.kind  # the master's cheap reading agrees with the worker's
     runnable = bool(spec.argv) and spec.invalid is None and not spec.book_task
     assert runnable or spec.book_task or spec.invalid
     if runnable:
@@ -47,13 +57,42 @@ def test_task_decode_never_raises_and_is_runnable_book_or_invalid(data: bytes) -
 def test_status_and_worker_decode_never_raise(data: bytes) -> None:
     assert TaskStatus.decode(data).state in ("done", "failed")
     info = WorkerInfo.decode(data)
-    assert 1 <= info.slots <= 1024 and 0 <= info.prefetch <= 1024
+    assert 1 <= info.slots <= MAX_CAPACITY and 0 <= info.prefetch <= MAX_CAPACITY
+    assert info.capacity <= MAX_CAPACITY and info.runs <= {"command", "book"}
 
 
-@given(st.lists(st.text(min_size=1, max_size=30), min_size=1, max_size=8), st.floats(0.001, 1e6))
+@settings(max_examples=300)
+@given(
+    st.dictionaries(
+        st.sampled_from(["argv", "timeout", "attempts", "submitted", "client", "invalid"]),
+        st.one_of(
+            st.integers(-(10**400), 10**400),
+            st.floats(allow_nan=True, allow_infinity=True),
+            st.lists(st.text(max_size=5), max_size=3),
+            st.text(max_size=5),
+            st.booleans(),
+            st.none(),
+        ),
+    )
+)
+def test_task_decode_never_raises_on_hostile_json(obj: dict) -> None:
+    spec = TaskSpec.decode(json.dumps(obj).encode())
+    if spec.invalid is None and not spec.book_task:
+        assert "\0" not in "".join(spec.argv) and 0 < spec.timeout <= MAX_TASK_TIMEOUT
+
+
+_NO_NUL = st.text(alphabet=st.characters(blacklist_characters="\x00"), min_size=1, max_size=30)
+
+
+@given(st.lists(_NO_NUL, min_size=1, max_size=8), st.floats(0.001, 1e6))
 def test_our_tasks_round_trip(argv: list[str], timeout: float) -> None:
     spec = TaskSpec.decode(TaskSpec(argv=argv, timeout=timeout).encode())
     assert spec.argv == argv and spec.timeout == timeout and spec.invalid is None
+
+
+@given(st.lists(st.text(max_size=10), min_size=1, max_size=4).map(lambda a: [*a, "x\x00y"]))
+def test_an_argv_with_a_nul_byte_is_invalid_not_a_crash_at_start(argv: list[str]) -> None:
+    assert "NUL" in (TaskSpec.decode(TaskSpec(argv=argv).encode()).invalid or "")
 
 
 @given(st.integers(MAX_TASK_BYTES + 1, 10**7))
