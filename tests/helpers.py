@@ -59,6 +59,7 @@ class Roles:
 
     def master(self, master_id: str, auth: str | None = None, impl: str = "default", **kwargs: Any) -> Master:
         client = self.client(auth=auth)
+        kwargs.setdefault("session_timeout", self.session_timeout)
         return self._start(IMPLEMENTATIONS[impl](client, master_id, **kwargs), client)
 
     def worker(self, worker_id: str, slots: int = 1, auth: str | None = None, **kwargs: Any) -> Worker:

@@ -23,9 +23,10 @@ from masterworker.cli.common import (
 from masterworker.system.connection import close_quietly, connect, granted_session_timeout
 from masterworker.system.errors import BadInput, MasterworkerError
 from masterworker.system.history import History, publish_session
+from masterworker.system.master_core import MAX_ATTEMPTS
 from masterworker.system.masters import IMPLEMENTATIONS as MASTERS_BY_IMPL
 from masterworker.system.masters import Impl
-from masterworker.system.protocol import MASTERS
+from masterworker.system.protocol import MASTERS, MAX_CAPACITY
 from masterworker.system.roster import Roster
 from masterworker.system.security import Policy, install_policy, load_policy
 from masterworker.system.worker import Worker, WorkerIdInUse
@@ -60,6 +61,14 @@ def master(
         bool,
         typer.Option("--no-fencing", hidden=True, help="Teaching switch: assign without the epoch check."),
     ] = False,
+    max_attempts: Annotated[
+        int,
+        typer.Option(
+            "--max-attempts",
+            help="Give a task up (failed, with the reason) once its worker died this many times while "
+            "holding it: a task that kills its worker must not kill them all in turn. 0: never.",
+        ),
+    ] = MAX_ATTEMPTS,
     zk: ZkHosts = DEFAULTS["zk"],
     session_timeout: SessionTimeout = DEFAULTS["session_timeout"],
     auth: Auth = None,
@@ -72,6 +81,8 @@ def master(
     Ctrl-C: the master closes its session, so a backup takes over at once.
     """
     chosen = check_id(master_id, "master")
+    if max_attempts < 0:
+        raise BadInput(f"--max-attempts must be 0 (never give up) or more, not {max_attempts}")
     settings = setup(zk, session_timeout, log_level, log_json, role=chosen, auth=auth)
     policy = None
     if secure:
@@ -93,7 +104,13 @@ def master(
             acl=installed.for_node(MASTERS),
         )
         role = MASTERS_BY_IMPL[impl](
-            client, chosen, fenced=not no_fencing, history=History.for_role(chosen), policy=installed
+            client,
+            chosen,
+            fenced=not no_fencing,
+            history=History.for_role(chosen),
+            policy=installed,
+            max_attempts=max_attempts,
+            session_timeout=granted_session_timeout(client, settings.session_timeout) or settings.session_timeout,
         )
         on_stop_signals(role.stop)
         role.run()
@@ -138,10 +155,10 @@ def worker(
     the assignment. SIGTERM or Ctrl-C: prefetched tasks go back at once, running ones get
     --grace seconds; a second Ctrl-C exits at once, and the worker's reaper ends its tasks.
     """
-    if slots <= 0:
-        raise BadInput(f"--slots must be a positive number, not {slots}")
-    if not 0 <= prefetch <= 1024:
-        raise BadInput(f"--prefetch must be between 0 and 1024, not {prefetch}")
+    if not 0 < slots <= MAX_CAPACITY:
+        raise BadInput(f"--slots must be between 1 and {MAX_CAPACITY}, not {slots}")
+    if not 0 <= prefetch <= MAX_CAPACITY:
+        raise BadInput(f"--prefetch must be between 0 and {MAX_CAPACITY}, not {prefetch}")
     if grace < 0:
         raise BadInput(f"--grace must not be negative, not {grace:g}")
     chosen = check_id(worker_id, "worker")

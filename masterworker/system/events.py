@@ -35,6 +35,13 @@ class AssignChanged:
 
 
 @dataclass(frozen=True)
+class WorkerChanged:
+    """The data of /workers/<worker> changed: it announced other slots (read again, and clamped)."""
+
+    worker: str
+
+
+@dataclass(frozen=True)
 class SessionChanged:
     """kazoo's connection state: SUSPENDED, LOST or CONNECTED."""
 
@@ -46,4 +53,4 @@ class Stop:
     """The driver was asked to stop."""
 
 
-Event = MasterGone | WorkersChanged | TasksChanged | AssignChanged | SessionChanged | Stop
+Event = MasterGone | WorkersChanged | WorkerChanged | TasksChanged | AssignChanged | SessionChanged | Stop

@@ -26,10 +26,20 @@ are ``batching.py``'s business, behind two calls; each task still moves atomical
 The decisions (the cluster as believed, the plan, what each leftover and each failure means)
 are ``master_core.py``'s, shared with the chapter-7 and chapter-8 masters.
 
+**Capabilities.** A worker says what it runs: the book's worker ("Idle") gets only the book's
+plain tasks, never a command it would "complete" without running (``protocol.py``). The master
+reads the head of ``/tasks`` (each task's data and status in one request), learns each task's
+kind, and plans only moves a worker can run; a task that already has a status is finished and
+is removed from ``/tasks`` instead (``reconcile.py``). A worker's announced capacity is clamped
+and read again whenever its ``/workers/<w>`` data changes (a data watch).
+
 **Recovery (ch. 4 and 5).** When a worker's ephemeral node goes, its assigned tasks go back to
 ``/tasks`` (create the task, delete the assignment, in one transaction), except tasks that have
-a status already, whose assignment is just removed. A newly elected master reconciles the
-whole tree before assigning anything.
+a status already, whose assignment is just removed. Each task going back records one more
+attempt in its data; a task whose workers died ``max_attempts`` times is a poison pill and
+completes as failed with the reason instead. Leftovers are written many per transaction and a
+bounded number per round, between assignment rounds: a dead worker's 10,000 leftovers never delay
+the takeover. A newly elected master reconciles the whole tree before assigning anything.
 
 **Connection trouble (ch. 5).** On SUSPENDED the master stops assigning until it knows it still
 holds ``/master``. On LOST its session is gone and so is everything it believed: it rejoins as
@@ -48,6 +58,7 @@ from kazoo.protocol.states import WatchedEvent
 from loguru import logger
 
 from masterworker.system.batching import commit_moves, read_tasks
+from masterworker.system.connection import DEFAULT_SESSION_TIMEOUT
 from masterworker.system.events import (
     AssignChanged,
     Event,
@@ -55,11 +66,14 @@ from masterworker.system.events import (
     SessionChanged,
     Stop,
     TasksChanged,
+    WorkerChanged,
     WorkersChanged,
 )
 from masterworker.system.fencing import Token, claim, deposed, fence, next_token
 from masterworker.system.history import History
+from masterworker.system.leadership import LeadershipGuard
 from masterworker.system.master_core import (
+    MAX_ATTEMPTS,
     Cluster,
     Deposed,
     Dirty,
@@ -67,7 +81,7 @@ from masterworker.system.master_core import (
     MasterState,
     Move,
     Outcome,
-    leftover,
+    candidates,
     outcome,
     plan_moves,
 )
@@ -79,11 +93,16 @@ from masterworker.system.protocol import (
     WORKERS,
     WorkerInfo,
     assign_dir,
-    assignment_path,
-    status_path,
     submission_order,
-    task_path,
+    task_kind,
     worker_path,
+)
+from masterworker.system.reconcile import (
+    RECOVERY_CHUNK,
+    commit_recoveries,
+    read_candidates,
+    read_leftovers,
+    remove_finished,
 )
 from masterworker.system.security import Policy, load_policy
 from masterworker.system.zkops import (
@@ -109,10 +128,13 @@ class Master:
         fenced: bool = True,
         history: History | None = None,
         policy: Policy | None = None,
+        max_attempts: int = MAX_ATTEMPTS,
+        session_timeout: float = DEFAULT_SESSION_TIMEOUT,
     ) -> None:
         self.client = client
         self.id = master_id
         self.fenced = fenced  # False only for the teaching switch of chapter 5
+        self.max_attempts = max_attempts  # a task whose workers died this many times fails (0: never)
         self.history = history or History(None)
         self.policy = policy  # None: use the policy the system has (chapter 6); installing one is the caller's
         self.state = MasterState.BACKUP
@@ -123,9 +145,12 @@ class Master:
         self._stop = threading.Event()
         self._resync = True  # re-read everything before the next assignment
         self._dirty = Dirty()
+        self._recovering: dict[str, list[str]] = {}  # dead worker -> its leftovers not dealt with yet
         self._announced_backup = False
         self._watchers: dict[Event, object] = {}
         self._session_events = SessionEvents(client, self.events, SessionChanged)
+        active = (MasterState.ELECTED, MasterState.PAUSED)
+        self.guard = LeadershipGuard(client, lambda: self.state in active, session_timeout, self.history, master_id)
 
     @classmethod
     def frozen_since(cls, client: KazooClient, master_id: str, token: Token, fenced: bool = True) -> Master:
@@ -140,12 +165,15 @@ class Master:
         """Move one pending task to a worker now, as ``_assign`` does (fenced); True when it moved.
         Raises Deposed when the fencing check refuses the write."""
         self.cluster.assigned.setdefault(worker, set())
-        self._assign_moves([Move(task, worker)])
+        data = read_tasks(self.client, [task])
+        if data[task] is not None:
+            self._commit_moves([Move(task, worker)], data)
         return task in self.cluster.assigned[worker]
 
     # -- life cycle ----------------------------------------------------------------------------
     def run(self) -> None:
         logger.info("master {} starting", self.id)
+        self.guard.start()
         while not self._stop.is_set():
             try:
                 self._bootstrap()
@@ -165,6 +193,7 @@ class Master:
                 wait_connected(self.client, self._stop, timeout=1.0)
         self.state = MasterState.STOPPED
         self.elected.clear()
+        self.guard.stop()
         self._session_events.remove()
         logger.info("master {} stopped", self.id)
 
@@ -198,6 +227,8 @@ class Master:
             else:
                 self._refresh_dirty()
             self._assign()
+            if self._recovering:
+                self._recover_some()
 
     def _has_work(self) -> bool:
         """Is there something to do now, so the loop must not sleep waiting for an event?"""
@@ -206,7 +237,8 @@ class Master:
         if self.state is not MasterState.ELECTED:
             return False
         listing_due = self._dirty.tasks and not self.cluster.enough_pending()  # else deferred on purpose
-        return self._resync or self._dirty.workers or bool(self._dirty.assign) or listing_due
+        dirty = self._dirty.workers or bool(self._dirty.assign) or bool(self._dirty.info)
+        return self._resync or dirty or listing_due or bool(self._recovering)
 
     def _drain_events(self, timeout: float) -> None:
         try:
@@ -307,6 +339,7 @@ class Master:
         self.cluster = Cluster()
         self._resync = True
         self._dirty = Dirty()
+        self._recovering.clear()
 
     def _step_down(self, why: str, give_up: bool = False) -> None:
         """Become a backup; with ``give_up``, also delete /master if we still hold it, so that an
@@ -344,12 +377,24 @@ class Master:
         for gone in set(known) - live:
             known.pop(gone)
         for worker in sorted(live - set(known)):
-            try:
-                known[worker] = WorkerInfo.decode(self.client.get(worker_path(worker))[0])
-                logger.info("worker {} joined ({} slot(s))", worker, known[worker].slots)
-            except NoNodeError:
+            if self._read_info(worker):
+                info = known[worker]
+                kinds = " and ".join(sorted(info.runs)) or "nothing"
+                logger.info(
+                    "worker {} joined ({} slot(s), runs {}, holds up to {})", worker, info.slots, kinds, info.capacity
+                )
+            else:
                 live.discard(worker)
         return live
+
+    def _read_info(self, worker: str) -> bool:
+        """Read /workers/<w> (clamped by WorkerInfo.decode) with a data watch; False when it is gone."""
+        try:
+            data = self.client.get(worker_path(worker), watch=self._watch(WorkerChanged(worker)))[0]
+        except NoNodeError:
+            return False
+        self.cluster.workers[worker] = WorkerInfo.decode(data)
+        return True
 
     def _read_assigned(self, worker: str) -> None:
         watch = self._watch(AssignChanged(worker))
@@ -375,8 +420,10 @@ class Master:
     def _reconcile(self) -> None:
         """A new master (or one that doubted) rebuilds its picture and repairs the tree."""
         self.cluster = Cluster()
+        self._recovering.clear()
         self._dirty.workers = self._dirty.tasks = False
         self._dirty.assign.clear()
+        self._dirty.info.clear()
         live = self._read_workers()
         for worker in self.client.get_children(ASSIGN):
             if worker not in live:
@@ -408,6 +455,10 @@ class Master:
         for worker in changed:
             if worker in self.cluster.workers:
                 self._read_assigned(worker)
+        announced, dirty.info = dirty.info, set()
+        for worker in announced:
+            if worker in self.cluster.workers and self._read_info(worker):
+                logger.info("worker {} now holds up to {} task(s)", worker, self.cluster.workers[worker].capacity)
         if dirty.tasks and not self.cluster.enough_pending():  # else listed later, when the known run low
             dirty.tasks = False
             self._read_pending()
@@ -427,62 +478,76 @@ class Master:
 
     # -- recovery (ch. 4 and 5) ----------------------------------------------------------------
     def _recover_worker(self, worker: str) -> None:
-        """Deal with each task a dead worker left (``master_core.Leftover``), then remove its assign node."""
+        """A dead worker's leftovers are dealt with ``RECOVERY_CHUNK`` at a time, between assignment
+        rounds (``_recover_some``): a huge /assign/<w> never delays the takeover itself."""
         try:
             tasks = self.client.get_children(assign_dir(worker))
         except NoNodeError:
+            self._recovering.pop(worker, None)
             return
-        requeued = [task for task in submission_order(tasks) if self._recover_task(worker, task)]
-        self.cluster.requeue(requeued)
+        self._recovering[worker] = submission_order(tasks)
+        if tasks:
+            logger.warning("recovering {} task(s) of dead worker {}", len(tasks), worker)
+
+    def _recover_some(self) -> None:
+        """One chunk of one dead worker's leftovers (``master_core.recovery``); once none is left,
+        remove its assign node."""
+        worker, tasks = next(iter(self._recovering.items()))
+        if worker in self.cluster.workers:  # it registered again: what is under /assign/<w> is its own
+            del self._recovering[worker]
+            return
+        chunk, self._recovering[worker] = tasks[:RECOVERY_CHUNK], tasks[RECOVERY_CHUNK:]
+        if chunk:
+            leftovers = read_leftovers(self.client, worker, chunk, self.max_attempts)
+            written = commit_recoveries(self._transaction, self.fenced, worker, leftovers)
+            for task, done in written:
+                self.history.record("recover", task=task, worker=worker, master=self.id, leftover=done.kind.value)
+                if done.kind is Leftover.GIVEN_UP:
+                    logger.error("{} of dead worker {} failed: {}", task, worker, "gave up after its workers died")
+            back = [task for task, done in written if done.kind is Leftover.ORPHAN]
+            self.cluster.requeue(back)
+            return
+        del self._recovering[worker]
         txn = self._transaction()
         txn.delete(assign_dir(worker))
         failed = failure(self._commit(txn))
         if failed is None:
             logger.info("removed {} of dead worker {}", assign_dir(worker), worker)
-        elif not isinstance(failed[1], NoNodeError | NotEmptyError):
+        elif isinstance(failed[1], NotEmptyError):  # more arrived meanwhile (the book's master, a stranger)
+            self._recover_worker(worker)
+        elif not isinstance(failed[1], NoNodeError):
             raise failed[1]
-        if tasks:
-            logger.warning("recovered {} task(s) of dead worker {}", len(tasks), worker)
-
-    def _recover_task(self, worker: str, task: str) -> bool:
-        """One leftover; True when the task went back to /tasks."""
-        path = assignment_path(worker, task)
-        kind = leftover(
-            has_status=self.client.exists(status_path(task)) is not None,
-            in_tasks=self.client.exists(task_path(task)) is not None,
-        )
-        txn = self._transaction()
-        if kind is Leftover.ORPHAN:
-            try:
-                txn.create(task_path(task), self.client.get(path)[0])
-            except NoNodeError:
-                return False
-        txn.delete(path)
-        failed = failure(self._commit(txn))
-        if failed is None:
-            logger.info("{} of dead worker {}: {}", task, worker, kind.value)
-            return kind is Leftover.ORPHAN
-        if isinstance(failed[1], NoNodeError | NodeExistsError):  # it moved meanwhile: the next read sees it
-            return False
-        raise failed[1]
 
     # -- assignment (ch. 4) --------------------------------------------------------------------
     def _assign(self) -> None:
         """The book's chain: which task goes where, each task's data, then create the assignment and
-        delete the task, atomically (many tasks per request: batching.py)."""
-        moves = plan_moves(self.cluster)
-        if moves:
-            self._assign_moves(moves)
+        delete the task, atomically (many tasks per request: batching.py). The data comes first:
+        it says which workers can run the task, and its status says whether it is finished."""
+        for _ in range(8):  # again while finished tasks free the room they were counted in (bounded)
+            tasks = candidates(self.cluster)
+            if not tasks:
+                return
+            data, finished = read_candidates(self.client, tasks)
+            for task in tasks:
+                if data[task] is None or task in finished:  # taken by a previous master's last write, or deleted
+                    self.cluster.forget(task)
+                else:
+                    self.cluster.kinds[task] = task_kind(data[task])
+            if finished:
+                self._remove_finished(sorted(finished))
+            moves = [move for move in plan_moves(self.cluster) if move.task in data]  # planned from this read only
+            if moves:
+                self._commit_moves(moves, data)
+            if not finished:
+                return
 
-    def _assign_moves(self, moves: list[Move]) -> None:
-        data = read_tasks(self.client, [move.task for move in moves])
-        ready = []
-        for move in moves:
-            if data[move.task] is None:  # taken by a previous master's last transaction, or deleted
-                self.cluster.forget(move.task)
-            else:
-                ready.append(move)
-        for batch, results in commit_moves(self._transaction, ready, data):
+    def _remove_finished(self, tasks: list[str]) -> None:
+        for task in remove_finished(self._transaction, self.fenced, tasks):
+            logger.warning("{} already has a status: it is finished; removed it from {} unassigned", task, TASKS)
+            self.history.record("drop-finished", task=task, master=self.id)
+
+    def _commit_moves(self, moves: list[Move], data: dict[str, bytes | None]) -> None:
+        for batch, results in commit_moves(self._transaction, moves, data):
             self._settle(batch, results)
 
     def _settle(self, batch: list[Move], results: list[object]) -> None:

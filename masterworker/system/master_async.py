@@ -22,9 +22,12 @@ master's state: every callback takes one lock (callbacks never block, so it is h
 **Stale callbacks.** After LOST, results of the old session's requests may still arrive.
 Every callback carries the *generation* it was started in and is dropped when that has changed.
 
-Reads of task data are pipelined, one request per task (the multi-read of ``multiread.py`` is
-the default master's). Assignment rounds never overlap: a round that ends with more to do
-starts the next.
+Reads of task data are pipelined, one request per task, with an ``exists`` of its status beside
+it (the multi-read of ``multiread.py`` is the default master's): a task that has a status is
+finished and removed from ``/tasks``; the others are planned by kind (``master_core``). A dead
+worker's leftovers are read and written ``RECOVERY_CHUNK`` at a time, ``RECOVERY_BATCH`` per
+transaction, each chunk starting when the last one is written. Assignment rounds never overlap:
+a round that ends with more to do starts the next.
 """
 
 from __future__ import annotations
@@ -40,19 +43,23 @@ from kazoo.protocol.states import Callback
 from loguru import logger
 
 from masterworker.system.batching import add_moves
+from masterworker.system.connection import DEFAULT_SESSION_TIMEOUT
 from masterworker.system.fencing import Token, claim, deposed, fence, next_token
 from masterworker.system.history import History
+from masterworker.system.leadership import LeadershipGuard
 from masterworker.system.master_core import (
     BATCH,
+    MAX_ATTEMPTS,
     Cluster,
     Deposed,
     Leftover,
     MasterState,
     Move,
     Outcome,
-    leftover,
+    candidates,
     outcome,
     plan_moves,
+    recovery,
 )
 from masterworker.system.protocol import (
     ASSIGN,
@@ -66,9 +73,11 @@ from masterworker.system.protocol import (
     assignment_path,
     status_path,
     submission_order,
+    task_kind,
     task_path,
     worker_path,
 )
+from masterworker.system.reconcile import RECOVERY_BATCH, RECOVERY_CHUNK, add_recovery
 from masterworker.system.security import SECURITY, Policy
 from masterworker.system.zkops import failure, session_id
 
@@ -85,10 +94,13 @@ class AsyncMaster:
         fenced: bool = True,
         history: History | None = None,
         policy: Policy | None = None,
+        max_attempts: int = MAX_ATTEMPTS,
+        session_timeout: float = DEFAULT_SESSION_TIMEOUT,
     ) -> None:
         self.client = client
         self.id = master_id
         self.fenced = fenced
+        self.max_attempts = max_attempts
         self.history = history or History(None)
         self.policy = policy or Policy()
         self._policy_known = policy is not None  # else read /security first, as the default master does
@@ -106,15 +118,20 @@ class AsyncMaster:
         self._listing_tasks = False
         self._tasks_deferred = False
         self._needs_reconcile = False  # an operation failed while elected: re-read everything at the next tick
+        self._dead_found: list[str] = []  # dead workers a reconciliation found: recovered after its first round
+        active = (MasterState.ELECTED, MasterState.PAUSED)
+        self.guard = LeadershipGuard(client, lambda: self.state in active, session_timeout, self.history, master_id)
 
     # -- life cycle ------------------------------------------------------------------------------
     def run(self) -> None:
         logger.info("async master {} starting", self.id)
         self.client.default_acl = self.policy.created_by("master")
         self.client.add_listener(self._on_session)
+        self.guard.start()
         self._dispatch(self._bootstrap)
         while not self._stop.wait(TICK):
             self._dispatch(self._tick)
+        self.guard.stop()
         self.client.remove_listener(self._on_session)
         self.state = MasterState.STOPPED
         self.elected.clear()
@@ -208,6 +225,8 @@ class AsyncMaster:
             self._watch_master()
         elif self.state is MasterState.ELECTED and self._needs_reconcile:
             self._reconcile()
+        elif self.state is MasterState.ELECTED:
+            self._recover_found()  # no worker, so no assignment round started them
 
     # -- election ----------------------------------------------------------------------------------
     def _bootstrap(self) -> None:
@@ -300,6 +319,7 @@ class AsyncMaster:
             logger.warning("{} steps down: {}", self.id, why)
         self._generation += 1  # callbacks of what we started as master are stale from now on
         self.state, self.token, self.cluster = MasterState.BACKUP, None, Cluster()
+        self._dead_found = []
         if was_active and give_up:
             self._then(self.client.get_async(MASTER), self._on_master_to_give_up)
         self._assigning = self._listing_tasks = False
@@ -324,22 +344,36 @@ class AsyncMaster:
 
     def _on_tree(self, results: list[Any]) -> None:
         workers, assign_dirs, tasks = (r.get() for r in results)
-        for worker in assign_dirs:
-            if worker not in workers:
-                self._recover(worker)
+        # Recovered tasks go first in line: their recovery starts once the first assignment round has
+        # sent its reads, so the tasks already pending are not held up by a dead worker's thousands.
+        self._dead_found = [worker for worker in assign_dirs if worker not in workers]
         self.cluster.pending = deque(submission_order(tasks))
         self._join(workers)
         logger.info("reconciled: {} worker(s), {} pending task(s)", len(workers), len(tasks))
 
+    def _recover_found(self) -> None:
+        found, self._dead_found = self._dead_found, []
+        for worker in found:
+            self._recover(worker)
+
     def _join(self, workers: list[str]) -> None:
         for worker in workers:
-            self._then(self.client.get_async(worker_path(worker)), self._on_worker_info, worker)
+            self._read_info(worker)
+
+    def _read_info(self, worker: str) -> None:
+        """/workers/<w> with a data watch: a worker that announces other slots is read again (clamped)."""
+        watch = self._watcher(self._read_info, worker)
+        self._then(self.client.get_async(worker_path(worker), watch=watch), self._on_worker_info, worker)
 
     def _on_worker_info(self, result: Any, worker: str) -> None:
-        if result.exception is not None:
+        if result.exception is not None or self.state is not MasterState.ELECTED:
             return  # gone already: the /workers watch says so
+        known = worker in self.cluster.workers
         self.cluster.workers[worker] = WorkerInfo.decode(result.value[0])
-        self._read_assigned(worker)
+        if known:
+            self._assign()
+        else:
+            self._read_assigned(worker)
 
     def _read_assigned(self, worker: str) -> None:
         watch = self._watcher(self._read_assigned, worker)
@@ -406,47 +440,69 @@ class AsyncMaster:
     def _on_orphans(self, result: Any, worker: str) -> None:
         if result.exception is not None:
             return
-        tasks = submission_order(result.get())
+        self._recover_chunk(worker, submission_order(result.get()))
+
+    def _recover_chunk(self, worker: str, tasks: list[str]) -> None:
+        """Read one chunk of leftovers (assignment, status, place in /tasks); the rest waits for it."""
+        if worker in self.cluster.workers:  # it registered again: what is under /assign/<w> is its own
+            return
+        if not tasks:
+            txn = self._transaction()
+            txn.delete(assign_dir(worker))
+            self._then(txn.commit_async(), self._on_assign_dir_removed, worker)
+            return
+        chunk, rest = tasks[:RECOVERY_CHUNK], tasks[RECOVERY_CHUNK:]
         reads = [
             r
-            for t in tasks
+            for t in chunk
             for r in (
                 self.client.exists_async(status_path(t)),
                 self.client.exists_async(task_path(t)),
                 self.client.get_async(assignment_path(worker, t)),
             )
         ]
-        self._all(reads, self._on_orphan_data, worker, tasks)
+        self._all(reads, self._on_orphan_data, worker, chunk, rest)
 
-    def _on_orphan_data(self, reads: list[Any], worker: str, tasks: list[str]) -> None:
-        """Each leftover by its kind (``master_core.Leftover``), one fenced transaction each."""
-        commits = []
+    def _on_orphan_data(self, reads: list[Any], worker: str, tasks: list[str], rest: list[str]) -> None:
+        """Each leftover by its kind (``master_core.recovery``), RECOVERY_BATCH per fenced transaction."""
+        leftovers = []
         for index, task in enumerate(tasks):
             has_status, in_tasks, data = reads[3 * index].value, reads[3 * index + 1].value, reads[3 * index + 2]
-            if data.exception is not None:
-                continue
-            kind = leftover(has_status=has_status is not None, in_tasks=in_tasks is not None)
+            if data.exception is None:
+                kind = recovery(has_status is not None, in_tasks is not None, data.value[0], self.max_attempts)
+                leftovers.append((task, kind))
+        batches = [leftovers[start : start + RECOVERY_BATCH] for start in range(0, len(leftovers), RECOVERY_BATCH)]
+        commits = []
+        for batch in batches:
             txn = self._transaction()
-            if kind is Leftover.ORPHAN:
-                txn.create(task_path(task), data.value[0])
-            txn.delete(assignment_path(worker, task))
-            commits.append((task, kind is Leftover.ORPHAN, txn.commit_async()))
-        self._all([c for _, _, c in commits], self._on_recovered, worker, commits)
+            for task, kind in batch:
+                add_recovery(txn, worker, task, kind)
+            commits.append(txn.commit_async())
+        self._all(commits, self._on_recovered, worker, batches, rest)
 
-    def _on_recovered(self, _: list[Any], worker: str, commits: list[tuple[str, bool, Any]]) -> None:
+    def _on_recovered(self, commits: list[Any], worker: str, batches: list[Any], rest: list[str]) -> None:
         requeued = []
-        for task, back, commit in commits:
+        for batch, commit in zip(batches, commits, strict=True):
             if commit.exception is not None:
                 raise commit.exception
-            if self._checked(commit.value) is None and back:
-                requeued.append(task)
+            failed = self._checked(commit.value)
+            if failed is not None:
+                if not isinstance(failed[1], NoNodeError | NodeExistsError):
+                    raise failed[1]
+                if len(batch) > 1:  # one leftover moved meanwhile: read the batch again and write what is left
+                    rest = [task for task, _ in batch] + rest
+                continue
+            for task, kind in batch:
+                self.history.record("recover", task=task, worker=worker, master=self.id, leftover=kind.kind.value)
+                if kind.kind is Leftover.ORPHAN:
+                    requeued.append(task)
+                elif kind.kind is Leftover.GIVEN_UP:
+                    logger.error("{} of dead worker {} failed: gave up after its workers died", task, worker)
         self.cluster.requeue(requeued)
         if requeued:
             logger.warning("recovered {} task(s) of dead worker {}", len(requeued), worker)
-        txn = self._transaction()
-        txn.delete(assign_dir(worker))
-        self._then(txn.commit_async(), self._on_assign_dir_removed, worker)
         self._assign()
+        self._recover_chunk(worker, rest)
 
     def _on_assign_dir_removed(self, result: Any, worker: str) -> None:
         failed = self._checked(result.get())
@@ -462,22 +518,37 @@ class AsyncMaster:
             return
         if self._tasks_deferred and not self.cluster.enough_pending():
             self._tasks_changed()
-        moves = plan_moves(self.cluster)
-        if not moves:
+        tasks = candidates(self.cluster)
+        if not tasks:
+            self._recover_found()
             return
         self._assigning, self._again = True, False
-        reads = [self.client.get_async(task_path(move.task)) for move in moves]
-        self._all(reads, self._on_task_data, moves)
+        reads = [
+            r
+            for task in tasks
+            for r in (self.client.get_async(task_path(task)), self.client.exists_async(status_path(task)))
+        ]
+        self._all(reads, self._on_task_data, tasks)
+        self._recover_found()
 
-    def _on_task_data(self, reads: list[Any], moves: list[Move]) -> None:
-        data = {}
-        ready = []
-        for move, read in zip(moves, reads, strict=True):
+    def _on_task_data(self, reads: list[Any], tasks: list[str]) -> None:
+        data, finished = {}, []
+        for index, task in enumerate(tasks):
+            read, status = reads[2 * index], reads[2 * index + 1]
             if read.exception is not None:  # gone: taken or deleted
-                self.cluster.forget(move.task)
+                self.cluster.forget(task)
+            elif status.exception is None and status.value is not None:  # finished: never assign it
+                self.cluster.forget(task)
+                finished.append(task)
             else:
-                data[move.task] = read.value[0]
-                ready.append(move)
+                data[task] = read.value[0]
+                self.cluster.kinds[task] = task_kind(data[task])
+        self._again |= bool(finished)  # their room is free again: read the next candidates
+        for task in finished:
+            txn = self._transaction()
+            txn.delete(task_path(task))
+            self._then(txn.commit_async(), self._on_finished_removed, task)
+        ready = [move for move in plan_moves(self.cluster) if move.task in data]  # planned from this read only
         batches = [ready[start : start + BATCH] for start in range(0, len(ready), BATCH)]
         commits = []
         for batch in batches:
@@ -485,6 +556,11 @@ class AsyncMaster:
             add_moves(txn, batch, data)
             commits.append(txn.commit_async())
         self._all(commits, self._on_assigned_batches, batches)
+
+    def _on_finished_removed(self, result: Any, task: str) -> None:
+        if self._checked(result.get()) is None:
+            logger.warning("{} already has a status: it is finished; removed it from {} unassigned", task, TASKS)
+            self.history.record("drop-finished", task=task, master=self.id)
 
     def _on_assigned_batches(self, commits: list[Any], batches: list[list[Move]]) -> None:
         self._assigning = False

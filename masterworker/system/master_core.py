@@ -7,8 +7,10 @@ case (``tests/unit/test_master_core.py``):
 
 - ``Cluster``: the system as the active master believes it (workers, what each holds, what is
   pending), rebuilt from ZooKeeper after every doubt;
-- ``plan_moves``: which pending task goes to which worker (chapter 4);
-- ``Leftover`` and ``leftover``: what recovery does with each kind of task a dead worker left;
+- ``candidates`` and ``plan_moves``: which pending tasks to read, and which goes to which worker
+  that runs its kind (chapter 4);
+- ``Leftover`` and ``leftover``: what recovery does with each kind of task a dead worker left,
+  including a poison pill whose workers died ``max_attempts`` times;
 - ``Outcome`` and ``outcome``: what each failure of a fenced assignment transaction means;
 - ``MasterState`` and ``Dirty``, what must be re-read after the events of ``events.py``.
 """
@@ -26,14 +28,20 @@ from masterworker.system.events import (
     Event,
     MasterGone,
     TasksChanged,
+    WorkerChanged,
     WorkersChanged,
 )
-from masterworker.system.protocol import WorkerInfo
+from masterworker.system.protocol import TaskStatus, WorkerInfo, with_attempt
 from masterworker.system.zkops import failure
 
 # Tasks per assignment transaction (each task still moves atomically). 64 tasks of at most
 # 8 KiB stay well under ZooKeeper's 1 MB request limit.
 BATCH = 64
+# Pending tasks looked at per assignment round beyond the room the workers have: tasks no worker
+# with room can run (commands, while only the book's workers have room) are skipped, a bounded number.
+SKIP_LIMIT = 1024
+# A task is given up once its workers died this many times while holding it (``mw master --max-attempts``).
+MAX_ATTEMPTS = 3
 
 
 class MasterState(enum.Enum):
@@ -57,6 +65,7 @@ class Dirty:
     workers: bool = False
     tasks: bool = False
     assign: set[str] = field(default_factory=set)  # workers whose /assign/<w> must be re-read
+    info: set[str] = field(default_factory=set)  # workers whose /workers/<w> data changed
     leadership: bool = False  # PAUSED, then reconnected: confirm /master and the token are ours
 
     def note(self, event: Event) -> None:
@@ -64,6 +73,8 @@ class Dirty:
             self.run = True
         elif isinstance(event, WorkersChanged):
             self.workers = True
+        elif isinstance(event, WorkerChanged):
+            self.info.add(event.worker)
         elif isinstance(event, TasksChanged):
             self.tasks = True
         elif isinstance(event, AssignChanged):
@@ -78,6 +89,7 @@ class Cluster:
     workers: dict[str, WorkerInfo] = field(default_factory=dict)
     assigned: dict[str, set[str]] = field(default_factory=dict)  # live worker -> its assigned tasks
     pending: deque[str] = field(default_factory=deque)  # in submission order
+    kinds: dict[str, str] = field(default_factory=dict)  # pending task -> its kind, once its data was read
 
     def total_capacity(self) -> int:
         return sum(info.capacity for info in self.workers.values())
@@ -97,6 +109,7 @@ class Cluster:
 
     def forget(self, task: str) -> None:
         """The task left /tasks (assigned, or gone): drop it from the pending queue."""
+        self.kinds.pop(task, None)
         if self.pending and self.pending[0] == task:  # the usual case: tasks leave from the front, in order
             self.pending.popleft()
         elif task in self.pending:
@@ -115,20 +128,53 @@ class Move:
     worker: str
 
 
+def room(cluster: Cluster) -> dict[str, int]:
+    """Free room of each worker the master can assign to (its /assign/<w> has been read)."""
+    return {w: cluster.free_slots(w) for w in cluster.workers if w in cluster.assigned}
+
+
+def candidates(cluster: Cluster) -> list[str]:
+    """The pending tasks to read before planning, in submission order: as many as the workers have
+    room for, not counting tasks already known to fit no worker with room (at most SKIP_LIMIT of
+    those are passed over). Their data says their kind, and whether they are finished."""
+    free = room(cluster)
+    total = sum(max(0, f) for f in free.values())
+    kinds_with_room = {k for w, f in free.items() if f > 0 for k in cluster.workers[w].runs}
+    chosen: list[str] = []
+    skipped = 0
+    for task in cluster.pending:
+        if len(chosen) >= total or skipped > SKIP_LIMIT:
+            break
+        kind = cluster.kinds.get(task)
+        if kind is not None and kind not in kinds_with_room:
+            skipped += 1
+            continue
+        chosen.append(task)
+    return chosen
+
+
 def plan_moves(cluster: Cluster) -> list[Move]:
-    """Which pending task goes to which worker: in submission order, each to the worker with the most
-    free room (ties: the least loaded), until nobody has room. Workers whose /assign/<w> the
-    master has not read yet (not in ``assigned``) get nothing."""
-    ready = [w for w in cluster.workers if w in cluster.assigned]
-    if not cluster.pending or not ready:
+    """Which pending task goes to which worker: in submission order, each to a worker that runs its
+    kind with the most free room (ties: the least loaded), until nobody has room. Only tasks whose
+    kind is known (``Cluster.kinds``, from ``candidates``' reads) are planned; a task that no worker
+    with room can run is passed over. Workers whose /assign/<w> has not been read get nothing."""
+    free = room(cluster)
+    if not cluster.pending or not free:
         return []
     moves: list[Move] = []
-    free = {w: cluster.free_slots(w) for w in ready}
-    load = {w: len(cluster.assigned[w]) for w in ready}
+    load = {w: len(cluster.assigned[w]) for w in free}
+    skipped = 0
     for task in cluster.pending:
-        worker = max(ready, key=lambda w: (free[w], -load[w]))
-        if free[worker] <= 0:
-            break
+        kind = cluster.kinds.get(task)
+        if kind is None or skipped > SKIP_LIMIT:
+            break  # not read yet: the next round reads it
+        able = [w for w in free if free[w] > 0 and cluster.workers[w].takes(kind)]
+        if not able:
+            if not any(f > 0 for f in free.values()):
+                break
+            skipped += 1
+            continue
+        worker = max(able, key=lambda w: (free[w], -load[w]))
         moves.append(Move(task, worker))
         free[worker] -= 1
         load[worker] += 1
@@ -141,7 +187,17 @@ class Leftover(enum.Enum):
 
     FINISHED = "finished"  # it has a status (the book's worker completes with two writes): drop the assignment
     DUPLICATE = "duplicate"  # it is in /tasks too (the book's master assigns with two writes): drop the copy
-    ORPHAN = "orphan"  # only here: back to /tasks, then drop the assignment, in one transaction
+    ORPHAN = "orphan"  # only here: back to /tasks, one attempt more, then drop the assignment, in one transaction
+    GIVEN_UP = "given up"  # its workers died max_attempts times: a failed status, then drop the assignment
+
+
+@dataclass(frozen=True)
+class Recovery:
+    """What recovery writes for one leftover: ``data`` goes to /tasks/<task> (ORPHAN) or to
+    /status/<task> (GIVEN_UP); the assignment is deleted in the same transaction."""
+
+    kind: Leftover
+    data: bytes | None = None
 
 
 def leftover(has_status: bool, in_tasks: bool) -> Leftover:
@@ -150,6 +206,20 @@ def leftover(has_status: bool, in_tasks: bool) -> Leftover:
     if in_tasks:
         return Leftover.DUPLICATE
     return Leftover.ORPHAN
+
+
+def recovery(has_status: bool, in_tasks: bool, data: bytes | None, max_attempts: int = MAX_ATTEMPTS) -> Recovery:
+    """A leftover's fate. An orphan goes back to /tasks with one more attempt recorded in its data
+    (chapter 4's recovery), unless that makes ``max_attempts``: a task whose every worker died
+    is a poison pill, and reassigning it would kill the workers one after another for ever."""
+    kind = leftover(has_status, in_tasks)
+    if kind is not Leftover.ORPHAN:
+        return Recovery(kind)
+    again, attempts = with_attempt(data)
+    if attempts >= max_attempts > 0:
+        reason = f"gave up after {attempts} attempts: its worker died each time"
+        return Recovery(Leftover.GIVEN_UP, TaskStatus("failed", reason=reason).encode())
+    return Recovery(Leftover.ORPHAN, again)
 
 
 # -- what a fenced transaction's failure means ------------------------------------------------------------

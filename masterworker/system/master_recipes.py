@@ -36,10 +36,11 @@ from kazoo.client import KazooClient
 from kazoo.recipe.watchers import ChildrenWatch
 from loguru import logger
 
-from masterworker.system.events import AssignChanged, Event, TasksChanged, WorkersChanged
+from masterworker.system.connection import DEFAULT_SESSION_TIMEOUT
+from masterworker.system.events import AssignChanged, Event, TasksChanged, WorkerChanged, WorkersChanged
 from masterworker.system.history import History
 from masterworker.system.master import Deposed, Master
-from masterworker.system.master_core import MasterState
+from masterworker.system.master_core import MAX_ATTEMPTS, MasterState
 from masterworker.system.protocol import TASKS, WORKERS, assign_dir
 from masterworker.system.security import Policy
 from masterworker.system.zkops import RECOVERABLE, wait_connected
@@ -57,13 +58,24 @@ class RecipesMaster(Master):
         fenced: bool = True,
         history: History | None = None,
         policy: Policy | None = None,
+        max_attempts: int = MAX_ATTEMPTS,
+        session_timeout: float = DEFAULT_SESSION_TIMEOUT,
     ) -> None:
-        super().__init__(client, master_id, fenced=fenced, history=history, policy=policy)
+        super().__init__(
+            client,
+            master_id,
+            fenced=fenced,
+            history=history,
+            policy=policy,
+            max_attempts=max_attempts,
+            session_timeout=session_timeout,
+        )
         self.election = client.Election(ELECTION, identifier=master_id)
         self._recipe_watches: dict[str, ChildrenWatch] = {}
 
     def run(self) -> None:
         logger.info("recipes master {} starting", self.id)
+        self.guard.start()
         while not self._stop.is_set():
             try:
                 self._bootstrap()
@@ -73,6 +85,7 @@ class RecipesMaster(Master):
                 wait_connected(self.client, self._stop, timeout=1.0)
         self.state = MasterState.STOPPED
         self.elected.clear()
+        self.guard.stop()
         self._session_events.remove()
         logger.info("recipes master {} stopped", self.id)
 
@@ -107,7 +120,10 @@ class RecipesMaster(Master):
 
     # -- watches: recipes instead of one-time watches --------------------------------------------
     def _watch(self, event: Event) -> None:  # type: ignore[override]
-        """The shared code asks for a one-time watch with each read; the recipes watch instead."""
+        """The shared code asks for a one-time watch with each read; the recipes watch children instead.
+        A worker's data (its announced slots) keeps a one-time data watch, read again when it fires."""
+        if isinstance(event, WorkerChanged):
+            return super()._watch(event)
         if isinstance(event, AssignChanged):
             self._watch_children(assign_dir(event.worker), event)
         return None

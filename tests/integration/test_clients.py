@@ -78,7 +78,7 @@ def test_status_json_shape(system: Roles, mw_env, zk: KazooClient) -> None:
         (["submit", "--", "echo", "x" * MAX_TASK_BYTES], "error: the task is"),
         (["submit", "--timeout", "0", "--", "true"], "error: --timeout must be positive"),
         (["submit", "--task-timeout", "-1", "--", "true"], "error: the task timeout must be positive"),
-        (["worker", "--slots", "0"], "error: --slots must be a positive number"),
+        (["worker", "--slots", "0"], "error: --slots must be between 1 and 256, not 0"),
         (["master", "--id", "a/b"], "error: 'a/b' is not a valid master id"),
         (["result", "no/such"], "error: 'no/such' is not a task name"),
         (["result", "task-nosuch-0000000001"], "error: no task named task-nosuch-0000000001"),

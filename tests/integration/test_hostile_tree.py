@@ -1,0 +1,161 @@
+"""Liveness against foreign, hostile and poisoned trees: nothing stalls, nothing loops, every task ends.
+
+Each case builds what a stranger, the book's Java processes or a careless operator leave in the
+tree, against each of the three masters, then requires a probe task submitted the ordinary way
+to finish within a bound, and the bad task to end with its reason named.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+from kazoo.client import KazooClient
+
+from masterworker.system.client import submit
+from masterworker.system.masters import IMPLEMENTATIONS
+from masterworker.system.protocol import MAX_CAPACITY, TaskSpec, TaskStatus, assign_dir, status_path, worker_path
+from masterworker.system.zkops import ensure_nodes
+from tests.helpers import Roles, all_done, assigned, pending, statuses, wait_until
+
+PROBE_BOUND = 10.0  # seconds a probe task may take on a shared 2-core machine (it takes well under 1)
+
+
+@pytest.fixture(params=list(IMPLEMENTATIONS))
+def impl(request: pytest.FixtureRequest) -> str:
+    return request.param
+
+
+def probe(zk: KazooClient, what: str) -> float:
+    """Submit an ordinary task and wait for its status; how long it took."""
+    started = time.monotonic()
+    task = submit(zk, TaskSpec(argv=["echo", "probe"]))
+    wait_until(lambda: all_done(zk, [task]), PROBE_BOUND, f"the probe task to finish ({what})")
+    assert statuses(zk)[task].output == "probe\n"
+    return time.monotonic() - started
+
+
+def raw_task(zk: KazooClient, data: bytes) -> str:
+    return zk.create("/tasks/task-", data, sequence=True).rsplit("/", 1)[1]
+
+
+def test_a_forged_status_for_a_running_task_ends_it_once_and_frees_the_slot(
+    roles: Roles, zk: KazooClient, impl: str
+) -> None:
+    roles.master("m1", impl=impl)
+    worker = roles.worker("w1", slots=1, prefetch=0)
+    task = submit(zk, TaskSpec(argv=["sleep", "1"]))
+    wait_until(lambda: worker.executions == 1, what="the task to start")
+    zk.create(status_path(task), b"done")  # a hostile client, or the book's worker elsewhere
+    wait_until(lambda: assigned(zk, "w1") == [], what="the worker to drop the finished task")
+    probe(zk, "after a forged status")
+    assert worker.executions == 2  # the task once, then the probe: never the task again
+    assert worker.discarded == 1
+
+
+def test_a_pending_task_that_already_has_a_status_is_removed_not_run(roles: Roles, zk: KazooClient, impl: str) -> None:
+    ensure_nodes(zk)
+    # The book's master died between its two writes: the task is still in /tasks, and its worker completed it.
+    half_written = raw_task(zk, b"book task")
+    zk.create(status_path(half_written), b"done")
+    roles.master("m1", impl=impl)
+    worker = roles.worker("w1", slots=1)
+    probe(zk, "after a half-written assignment")
+    wait_until(lambda: half_written not in pending(zk), what="the finished task to leave /tasks")
+    assert worker.executions == 1  # only the probe
+    assert statuses(zk)[half_written].summary == "done (book worker)"
+
+
+def test_tasks_that_cannot_start_complete_as_failed_with_the_reason(roles: Roles, zk: KazooClient, impl: str) -> None:
+    ensure_nodes(zk)
+    nul = raw_task(zk, json.dumps({"argv": ["echo", "a\u0000b"]}).encode())
+    huge_timeout = raw_task(zk, b'{"argv": ["true"], "timeout": 1' + b"0" * 400 + b"}")
+    roles.master("m1", impl=impl)
+    roles.worker("w1", slots=1, prefetch=0)
+    wait_until(lambda: all_done(zk, [nul, huge_timeout]), what="both bad tasks to complete")
+    done = statuses(zk)
+    assert done[nul].state == "failed" and "NUL" in done[nul].reason
+    assert done[huge_timeout].state == "failed" and "timeout" in done[huge_timeout].reason
+    probe(zk, "after tasks that cannot start")
+
+
+def test_the_books_worker_gets_only_book_tasks(roles: Roles, zk: KazooClient, impl: str) -> None:
+    ensure_nodes(zk)
+    book_worker = roles.client()
+    book_worker.create(assign_dir("worker-b00c"))
+    book_worker.create(worker_path("worker-b00c"), b"Idle", ephemeral=True)
+    roles.master("m1", impl=impl)
+    command = submit(zk, TaskSpec(argv=["sh", "-c", "exit 3"]))
+    plain = raw_task(zk, b"a plain string, the book's client")
+    wait_until(lambda: assigned(zk, "worker-b00c") == [plain], what="the book task to go to the book's worker")
+    assert command in pending(zk)  # nobody can run it yet: it waits, it is not "done" by the book's worker
+    roles.worker("w1", slots=1)
+    wait_until(lambda: all_done(zk, [command]), what="the command to run on an mw worker")
+    assert statuses(zk)[command].exit_code == 3 and statuses(zk)[command].worker == "w1"
+    book_worker.create(status_path(plain), b"done")  # the book's worker: two writes, status first
+    book_worker.delete(f"{assign_dir('worker-b00c')}/{plain}")
+    assert statuses(zk)[plain].summary == "done (book worker)"
+
+
+def test_a_strangers_capacity_is_clamped_and_read_again_when_it_changes(
+    roles: Roles, zk: KazooClient, impl: str
+) -> None:
+    ensure_nodes(zk)
+    evil = roles.client()
+    evil.create(assign_dir("evil"))
+    evil.create(worker_path("evil"), json.dumps({"slots": 1, "prefetch": 0}).encode(), ephemeral=True)
+    tasks = [raw_task(zk, b"noop") for _ in range(MAX_CAPACITY + 44)]
+    roles.master("m1", impl=impl)
+    wait_until(lambda: len(assigned(zk, "evil")) == 1, what="one task for a worker announcing one slot")
+    evil.set(worker_path("evil"), json.dumps({"slots": 2, "prefetch": 0}).encode())
+    wait_until(lambda: len(assigned(zk, "evil")) == 2, what="a second task once it announces two slots")
+    evil.set(worker_path("evil"), json.dumps({"slots": 1, "prefetch": 1024}).encode())
+    wait_until(lambda: len(assigned(zk, "evil")) == MAX_CAPACITY, what="the clamp, not 1,025")
+    roles.worker("w1", slots=2)
+    wait_until(lambda: len(pending(zk)) == 0, what="the rest to go to the real worker")
+    assert len(assigned(zk, "evil")) == MAX_CAPACITY
+    probe(zk, "beside a greedy stranger")
+    assert len(tasks) - MAX_CAPACITY == sum(1 for t in tasks if t in statuses(zk))
+
+
+def test_thousands_of_junk_assignments_do_not_delay_the_takeover(roles: Roles, zk: KazooClient, impl: str) -> None:
+    ensure_nodes(zk)
+    junk = 3000
+    txn_size = 500
+    for start in range(0, junk, txn_size):
+        txn = zk.transaction()
+        if start == 0:
+            txn.create(assign_dir("ghost"))
+        for n in range(start, start + txn_size):
+            txn.create(f"{assign_dir('ghost')}/junk-{n:05d}", b"")
+        assert all(not isinstance(r, Exception) for r in txn.commit())
+    worker = roles.worker("w1", slots=2)
+    wait_until(worker.registered.is_set, what="w1 registered")
+    task = submit(zk, TaskSpec(argv=["echo", "probe"]))  # pending before any master runs
+    started = time.monotonic()
+    roles.master("m1", impl=impl)
+    # Recovered tasks are older than the probe and go first in line once recovered; the probe is
+    # assigned in the new master's first round, before any of the junk, so it waits for none of it.
+    wait_until(lambda: all_done(zk, [task]), PROBE_BOUND, "the probe while the junk is recovered")
+    assert time.monotonic() - started < PROBE_BOUND
+    wait_until(lambda: not zk.exists(assign_dir("ghost")), 60, "the ghost's leftovers to be recovered")
+
+
+def test_a_task_that_kills_its_worker_is_given_up_after_three_attempts(
+    roles: Roles, spawn, zk: KazooClient, impl: str
+) -> None:
+    ensure_nodes(zk)
+    roles.master("m1", impl=impl)
+    poison = submit(zk, TaskSpec(argv=["sh", "-c", "kill -9 $PPID; sleep 5"]))
+    workers = []
+    for attempt in range(1, 4):  # restarted, as a supervisor would
+        workers.append(spawn("worker", "--id", f"w{attempt}", "--prefetch", "0"))
+        wait_until(lambda: not workers[-1].alive or all_done(zk, [poison]), 30, f"worker {attempt} to die")
+        assert not workers[-1].alive, "the poisoned task did not kill its worker"
+    wait_until(lambda: all_done(zk, [poison]), 30, "the master to give the poisoned task up")
+    status = statuses(zk)[poison]
+    assert status.state == "failed" and status.reason == "gave up after 3 attempts: its worker died each time"
+    spawn("worker", "--id", "w4")
+    probe(zk, "after a poison pill")
+    assert TaskStatus.decode(zk.get(status_path(poison))[0]).worker is None  # the master wrote it, no worker ran it
