@@ -34,7 +34,7 @@ from kazoo.retry import ForceRetryError, KazooRetry, RetryFailedError
 from kazoo.retry import InterruptedError as RetryInterrupted
 from loguru import logger
 
-from masterworker.system.budget import OverBudget, op_bytes, split_by_bytes
+from masterworker.system.budget import TXN_BUDGET, OverBudget, op_bytes, split_by_bytes
 from masterworker.system.errors import BacklogFull, BadInput, MasterworkerError, NotFound
 from masterworker.system.history import History
 from masterworker.system.multiread import get_many
@@ -206,7 +206,11 @@ def locate(client: KazooClient, guids: list[str]) -> dict[str, str]:
     prefixes = {protected_prefix(g): g for g in guids}
     client.sync(TASKS)
     found: dict[str, str] = {}
-    for place in [TASKS, STATUS] + [f"{ASSIGN}/{w}" for w in client.get_children(ASSIGN)]:
+    try:
+        workers = client.get_children(ASSIGN)
+    except NoNodeError:  # no master has run yet: the task can only be pending
+        workers = []
+    for place in [TASKS, STATUS] + [f"{ASSIGN}/{w}" for w in workers]:
         try:
             names = client.get_children(place)
         except NoNodeError:
@@ -241,6 +245,7 @@ def submit_payloads(
     batch: int | None = None,
     backlog_cap: int = DEFAULT_BACKLOG_CAP,
     progress: Callable[[int], None] | None = None,
+    budget: int = TXN_BUDGET,
 ) -> list[str]:
     """submit_all for task data already encoded (the bench's book tasks are plain bytes).
 
@@ -257,7 +262,7 @@ def submit_payloads(
     chroot = client.chroot or ""
     sizes = [op_bytes(chroot + task_path(protected_prefix(g)), d) for g, d in zip(guids, data, strict=True)]
     try:
-        groups = split_by_bytes(sizes, max_count=batch or 256)
+        groups = split_by_bytes(sizes, max_count=batch or 256, budget=budget)
     except OverBudget as exc:
         big = OverBudget(exc.index, exc.size, exc.budget, f"task {exc.index + 1} of {len(data)}")
         raise BadInput(f"{big}: nothing was submitted") from None
@@ -303,6 +308,12 @@ class _Batches:
 
     def send(self, group: range) -> None:
         guids = [self.guids[i] for i in group]
+        logger.debug(
+            "sending {} of {} creates ({:,} bytes of task data)",
+            "a transaction" if self.transactional else "a group",
+            len(group),
+            sum(len(self.data[i]) for i in group),
+        )
         self.in_flight.append((group, _start(self.client, guids, [self.data[i] for i in group], self.transactional)))
 
     def settle(self) -> None:
