@@ -213,16 +213,28 @@ def submit_command(
         close_quietly(client)
 
 
-def _resumable(stopped: SubmitStopped, file: Path, numbers: list[int]) -> typer.Exit:
+def _resumable(stopped: SubmitStopped, file: Path, numbers: list[int], as_json: bool) -> typer.Exit:
     """A submission stopped midway: the created tasks' names on stdout, one line on stderr saying
     where to resume (the tasks created are the file's first ones: batches go in order)."""
-    if stopped.submitted:
-        console.out("\n".join(stopped.submitted), highlight=False)
     message = str(stopped)
     first = stopped.first_missing
+    resume = None
     if stopped.known and first is not None and all(name is None for name in stopped.names[first:]):
-        source = "standard input" if str(file) == "-" else str(file)
-        message += f"; resume from line {numbers[first]:,} of {source}"
+        resume = numbers[first]
+        message += f"; resume from line {resume:,} of {'standard input' if str(file) == '-' else file}"
+    if as_json:
+        console.print_json(
+            json.dumps(
+                {
+                    "tasks": stopped.submitted,
+                    "not_submitted": len(stopped.names) - len(stopped.submitted),
+                    "resume_from_line": resume,
+                    "error": message,
+                }
+            )
+        )
+    elif stopped.submitted:
+        console.out("\n".join(stopped.submitted), highlight=False)
     return fail(message, stopped.exit_code)
 
 
@@ -293,7 +305,7 @@ def submit_file(
                 )
             except SubmitStopped as stopped:
                 bar.stop()
-                raise _resumable(stopped, file, [number for number, _ in lines]) from None
+                raise _resumable(stopped, file, [number for number, _ in lines], as_json) from None
             if not no_wait:
                 finishing = bar.add_task("finished ", total=len(tasks))
                 try:

@@ -9,6 +9,7 @@ the 20,000 cap. Here ``mw`` runs as a user types it, against the suite's real Zo
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import time
@@ -114,6 +115,11 @@ def test_a_full_backlog_submits_nothing(mw_env: dict[str, str], zk: KazooClient,
         f"0 of 2 tasks were submitted, the others were not; resume from line 1 of {tasks}"
     )
     assert again.stdout == ""
+    as_json = run_mw("submit", "--file", str(tasks), "--json", env={**mw_env, "MW_BACKLOG_CAP": "3"})
+    assert as_json.returncode == 4
+    stopped = json.loads(as_json.stdout)
+    assert stopped["tasks"] == [] and stopped["not_submitted"] == 2 and stopped["resume_from_line"] == 1
+    assert error_line(as_json) == f"error: {stopped['error']}"
     assert len(zk.get_children(TASKS)) == 2
 
 
