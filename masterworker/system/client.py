@@ -307,6 +307,7 @@ class _Batches:
         self.progress = progress or (lambda n: None)
         self.names: dict[str, str] = {}
         self.in_flight: list[tuple[range, tuple]] = []
+        self.unresolved: list[range] = []  # sent, and the reply lost: each is looked for, in order
 
     def send(self, group: range) -> None:
         guids = [self.guids[i] for i in group]
@@ -320,17 +321,18 @@ class _Batches:
 
     def settle(self) -> None:
         """Wait for every group in flight; then resolve, in order, those whose outcome is unknown."""
-        unresolved = []
         for group, pending in self.in_flight:
             try:
                 self.names.update(_finish(pending))
             except RECOVERABLE:
-                unresolved.append(group)
+                self.unresolved.append(group)
                 continue
             self.progress(len(group))
         self.in_flight = []
-        for group in unresolved:
+        while self.unresolved:
+            group = self.unresolved[0]
             self._resolve(group)
+            self.unresolved.pop(0)
             self.progress(len(group))
 
     def _resolve(self, group: range) -> None:
@@ -340,8 +342,8 @@ class _Batches:
         todo = self._missing(group)
         while todo:
             wait_connected(self.client, threading.Event())
-            if losses >= 2 * MAX_LOSSES:  # even the look-ups keep failing: what exists is unknown
-                raise self.stopped(self._lost(group, losses), 1, known=False)
+            if losses >= 2 * MAX_LOSSES:  # even the look-ups keep failing
+                raise self.stopped(self._lost(group, losses), 1)
             try:
                 self.names.update(locate(self.client, [self.guids[i] for i in todo]))
             except RECOVERABLE:
@@ -350,8 +352,8 @@ class _Batches:
             todo = self._missing(group)
             if not todo:
                 return
-            if losses >= MAX_LOSSES:  # the look-up just worked: the same request is what fails
-                raise self.stopped(self._lost(group, losses), 1)
+            if losses >= MAX_LOSSES:  # the look-up just answered: the same request is what fails
+                raise self.stopped(self._lost(group, losses), 1, settled=group)
             try:
                 guids = [self.guids[i] for i in todo]
                 self.names.update(_finish(_start(self.client, guids, [self.data[i] for i in todo], self.transactional)))
@@ -363,19 +365,27 @@ class _Batches:
         return [i for i in group if self.guids[i] not in self.names]
 
     def _lost(self, group: range, losses: int) -> str:
-        what = f"a transaction of {len(group)} tasks" if self.transactional else f"a group of {len(group)} creates"
+        if self.transactional:
+            what = f"a transaction of {len(group)} tasks"
+        else:
+            what = "a create request" if len(group) == 1 else f"a group of {len(group)} create requests"
         size = sum(len(self.data[i]) for i in group)
         return f"{what} ({size:,} bytes of task data) lost the connection {losses} times in a row"
 
-    def stopped(self, reason: str, exit_code: int, known: bool = True) -> SubmitStopped:
-        """Stop now: settle what is in flight, find out (if we can) which tasks exist, and say so."""
-        for _, pending in self.in_flight:
+    def stopped(self, reason: str, exit_code: int, settled: range | None = None) -> SubmitStopped:
+        """Stop now: settle what is in flight, find out which of the tasks sent exist, and say so.
+
+        Tasks never sent, and those of ``settled`` (looked for just now), certainly do not exist;
+        the others whose outcome is unknown are looked for once more (a listing of each place).
+        """
+        for group, pending in self.in_flight:
             try:
                 self.names.update(_finish(pending))
             except RECOVERABLE:
-                known = False
+                self.unresolved.append(group)
         self.in_flight = []
-        unsure = [g for g in self.guids if g not in self.names]
+        unsure = [self.guids[i] for group in self.unresolved if group != settled for i in self._missing(group)]
+        known = True
         if unsure:
             try:
                 self.names.update(locate(self.client, unsure))

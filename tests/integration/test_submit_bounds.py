@@ -147,3 +147,16 @@ def test_a_single_create_that_always_loses_the_connection_is_given_up(zk: KazooC
         _submit(zk, b"x" * 1_100_000, backlog_cap=10, stop=None)
     assert time.monotonic() - started < 30
     assert zk.get_children(TASKS) == []
+
+
+def test_a_stop_midway_reports_the_tasks_created_before_it_and_none_after(zk: KazooClient) -> None:
+    """Groups go out pipelined; the one the server drops takes the connection and those behind it."""
+    data = [b"small"] * 10 + [b"x" * 1_100_000] + [b"small"] * 10
+    with pytest.raises(SubmitStopped) as stopped:
+        submit_payloads(zk, data, batch=10, budget=4 * 1024 * 1024)
+    assert stopped.value.known and stopped.value.first_missing == 10
+    assert stopped.value.names[10:] == [None] * 11
+    assert sorted(stopped.value.submitted) == sorted(zk.get_children(TASKS)) and len(stopped.value.submitted) == 10
+    assert str(stopped.value).startswith(
+        f"a transaction of 10 tasks (1,100,045 bytes of task data) lost the connection {MAX_LOSSES} times in a row"
+    )
