@@ -28,6 +28,7 @@ from masterworker.cli.common import (
     positive,
     setup,
 )
+from masterworker.system.budget import TXN_BUDGET
 from masterworker.system.client import (
     DEFAULT_BACKLOG_CAP,
     OutcomeUnknown,
@@ -155,14 +156,19 @@ def submit_command(
         typer.Option(
             "--backlog-cap",
             envvar="MW_BACKLOG_CAP",
-            help="Refuse to submit while this many tasks are pending.",
+            help="Refuse to submit while this many tasks are pending; --file stops before a batch that would pass it.",
         ),
     ] = DEFAULT_BACKLOG_CAP,
     file: Annotated[
         Path | None,
         typer.Option("--file", help="Submit many: one command per line ('-' reads stdin); all or nothing per --batch."),
     ] = None,
-    batch: Annotated[int, typer.Option("--batch", help="With --file: tasks per transaction.")] = 100,
+    batch: Annotated[
+        int,
+        typer.Option(
+            "--batch", help=f"With --file: tasks per transaction (fewer when they would pass {TXN_BUDGET // 1024} KiB)."
+        ),
+    ] = 100,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
     zk: ZkHosts = DEFAULTS["zk"],
     session_timeout: SessionTimeout = DEFAULTS["session_timeout"],

@@ -143,8 +143,9 @@ def submit(
     for the task the earlier one may have created (the guid in its name), as kazoo's lock recipe
     looks for its own node. The retries are bounded: a create that lost the connection MAX_LOSSES
     times while the look-ups answered is given up (KeepsFailing, nothing was created); look-ups
-    that keep failing too end in OutcomeUnknown. ``history`` (the chaos checker's input, under ``mw chaos``) records the
-    invocation and whether the task was acknowledged, failed, or its outcome stayed unknown.
+    that keep failing too end in OutcomeUnknown. ``history`` (the chaos checker's input, under
+    ``mw chaos``) records the invocation and whether the task was acknowledged, failed, or its
+    outcome stayed unknown.
     """
     history = history or History(None)
     data = encode_task(spec)
