@@ -22,17 +22,21 @@ from masterworker.cli.common import (
     console,
     default_id,
     err_console,
+    fail,
     friendly_errors,
     notice,
     positive,
     setup,
 )
+from masterworker.system.budget import TXN_BUDGET
 from masterworker.system.client import (
     DEFAULT_BACKLOG_CAP,
+    OutcomeUnknown,
+    SubmitStopped,
     check_task_name,
     consume_status,
     encode_task,
-    parse_task_file,
+    parse_task_lines,
     read_status,
     require_known_task,
     submit,
@@ -152,14 +156,19 @@ def submit_command(
         typer.Option(
             "--backlog-cap",
             envvar="MW_BACKLOG_CAP",
-            help="Refuse to submit while this many tasks are pending.",
+            help="Refuse to submit while this many tasks are pending; --file stops before a batch that would pass it.",
         ),
     ] = DEFAULT_BACKLOG_CAP,
     file: Annotated[
         Path | None,
         typer.Option("--file", help="Submit many: one command per line ('-' reads stdin); all or nothing per --batch."),
     ] = None,
-    batch: Annotated[int, typer.Option("--batch", help="With --file: tasks per transaction.")] = 100,
+    batch: Annotated[
+        int,
+        typer.Option(
+            "--batch", help=f"With --file: tasks per transaction (fewer when they would pass {TXN_BUDGET // 1024} KiB)."
+        ),
+    ] = 100,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
     zk: ZkHosts = DEFAULTS["zk"],
     session_timeout: SessionTimeout = DEFAULTS["session_timeout"],
@@ -188,6 +197,9 @@ def submit_command(
     apply_role_acl(client, "client")
     try:
         task = submit(client, spec, backlog_cap=backlog_cap, history=History.for_role(spec.client))
+    except OutcomeUnknown as exc:  # gave up on a request that kept losing the connection
+        close_quietly(client)
+        raise fail(str(exc), 1) from None
     except BaseException:
         close_quietly(client)
         raise
@@ -205,6 +217,31 @@ def submit_command(
         raise typer.Exit(130) from None
     finally:
         close_quietly(client)
+
+
+def _resumable(stopped: SubmitStopped, file: Path, numbers: list[int], as_json: bool) -> typer.Exit:
+    """A submission stopped midway: the created tasks' names on stdout, one line on stderr saying
+    where to resume (the tasks created are the file's first ones: batches go in order)."""
+    message = str(stopped)
+    first = stopped.first_missing
+    resume = None
+    if stopped.known and first is not None and all(name is None for name in stopped.names[first:]):
+        resume = numbers[first]
+        message += f"; resume from line {resume:,} of {'standard input' if str(file) == '-' else file}"
+    if as_json:
+        console.print_json(
+            json.dumps(
+                {
+                    "tasks": stopped.submitted,
+                    "not_submitted": len(stopped.names) - len(stopped.submitted),
+                    "resume_from_line": resume,
+                    "error": message,
+                }
+            )
+        )
+    elif stopped.submitted:
+        console.out("\n".join(stopped.submitted), highlight=False)
+    return fail(message, stopped.exit_code)
 
 
 @friendly_errors
@@ -258,7 +295,8 @@ def submit_file(
         text = sys.stdin.read() if str(file) == "-" else file.read_text()
     except OSError as exc:
         raise BadInput(f"cannot read {file}: {exc.strerror}") from None
-    specs = parse_task_file(text, task_timeout, default_id("client"))
+    lines = parse_task_lines(text, task_timeout, default_id("client"))
+    specs = [spec for _, spec in lines]
     client = connect(settings)
     tasks: list[str] = []
     statuses: dict[str, TaskStatus] = {}
@@ -267,9 +305,13 @@ def submit_file(
         apply_role_acl(client, "client")
         with Progress(*PROGRESS_COLUMNS, console=err_console, transient=as_json) as bar:
             submitting = bar.add_task("submitted", total=len(specs))
-            tasks = submit_all(
-                client, specs, batch=batch, backlog_cap=backlog_cap, progress=lambda n: bar.advance(submitting, n)
-            )
+            try:
+                tasks = submit_all(
+                    client, specs, batch=batch, backlog_cap=backlog_cap, progress=lambda n: bar.advance(submitting, n)
+                )
+            except SubmitStopped as stopped:
+                bar.stop()
+                raise _resumable(stopped, file, [number for number, _ in lines], as_json) from None
             if not no_wait:
                 finishing = bar.add_task("finished ", total=len(tasks))
                 try:

@@ -30,11 +30,12 @@ from collections.abc import Callable
 
 from kazoo.client import KazooClient
 from kazoo.exceptions import NodeExistsError, NoNodeError
-from kazoo.retry import ForceRetryError
+from kazoo.retry import ForceRetryError, KazooRetry, RetryFailedError
 from kazoo.retry import InterruptedError as RetryInterrupted
 from loguru import logger
 
-from masterworker.system.errors import BacklogFull, BadInput, NotFound
+from masterworker.system.budget import TXN_BUDGET, OverBudget, op_bytes, split_by_bytes
+from masterworker.system.errors import BacklogFull, BadInput, MasterworkerError, NotFound
 from masterworker.system.history import History
 from masterworker.system.multiread import get_many
 from masterworker.system.protocol import (
@@ -55,13 +56,39 @@ from masterworker.system.protocol import (
     task_path,
     worker_path,
 )
-from masterworker.system.zkops import RECOVERABLE, failure, retrying, wait_connected
+from masterworker.system.zkops import RECOVERABLE, failure, wait_connected
 
 DEFAULT_BACKLOG_CAP = 20_000
+# A request that lost the connection this many times in a row, while the connection came back each
+# time (the look-up between two attempts answered), is itself the trouble: too big for the server,
+# or dropped on the way. The command ends with one line instead of sending it for ever. Five is
+# more than a flapping network takes from one request; a request over jute.maxbuffer was resent
+# 331 times in 45 s before this bound.
+MAX_LOSSES = 5
 
 
 class OutcomeUnknown(Exception):
-    """Asked to stop while a create's outcome was still unknown: the task may or may not exist."""
+    """Asked to stop (or gave up) while a create's outcome was still unknown: the task may or may not exist."""
+
+
+class SubmitStopped(MasterworkerError):
+    """Submitting many tasks stopped midway (the backlog cap, a request that keeps failing).
+
+    ``names`` has one entry per task, in order: its name if it was created, None if not (or, when
+    ``known`` is False, if it could not be found out). The message says how many of each.
+    """
+
+    def __init__(self, reason: str, names: list[str | None], known: bool, exit_code: int) -> None:
+        submitted = sum(1 for name in names if name is not None)
+        others = "the others were not" if known else "whether the others were is unknown (see mw status)"
+        super().__init__(f"{reason}: stopped; {submitted:,} of {len(names):,} tasks were submitted, {others}")
+        self.names, self.known, self.exit_code = names, known, exit_code
+        self.submitted = [name for name in names if name is not None]
+
+    @property
+    def first_missing(self) -> int | None:
+        """The index of the first task not submitted (where a resumed submission starts)."""
+        return next((i for i, name in enumerate(self.names) if name is None), None)
 
 
 def encode_task(spec: TaskSpec) -> bytes:
@@ -112,10 +139,13 @@ def submit(
 ) -> str:
     """Create the task exactly once and return its name (``task-<guid>-<sequence>``).
 
-    One attempt, retried by ``zkops.retrying`` after ConnectionLoss: a later attempt first looks
+    One attempt, retried by kazoo's KazooRetry after ConnectionLoss: a later attempt first looks
     for the task the earlier one may have created (the guid in its name), as kazoo's lock recipe
-    looks for its own node. ``history`` (the chaos checker's input, under ``mw chaos``) records the
-    invocation and whether the task was acknowledged, failed, or its outcome stayed unknown.
+    looks for its own node. The retries are bounded: a create that lost the connection MAX_LOSSES
+    times while the look-ups answered is given up (KeepsFailing, nothing was created); look-ups
+    that keep failing too end in OutcomeUnknown. ``history`` (the chaos checker's input, under
+    ``mw chaos``) records the invocation and whether the task was acknowledged, failed, or its
+    outcome stayed unknown.
     """
     history = history or History(None)
     data = encode_task(spec)
@@ -134,27 +164,44 @@ def _submit(client: KazooClient, data: bytes, backlog_cap: int, stop: threading.
     guid = new_guid()
     ensure_tasks(client)
     check_backlog(client, backlog_cap)
-    attempts = 0
+    losses = 0
 
     def attempt() -> str:
-        nonlocal attempts
-        attempts += 1
-        if attempts > 1:
+        nonlocal losses
+        if losses:
             found = find_protected(client, guid)
             if found is not None:
                 logger.info("the create did happen: our task is {}", found)
                 return found
+            if losses >= MAX_LOSSES:  # the look-up answered, the create never does: stop sending it
+                raise KeepsFailing(
+                    f"creating the task lost the connection {losses} times in a row: gave up; it was not created"
+                )
             logger.warning("ConnectionLoss while creating the task, and it is not there: creating it again")
         try:
             return client.create(task_path(protected_prefix(guid)), data, sequence=True).rsplit("/", 1)[1]
         except NoNodeError:  # /tasks vanished (an operator wiped the tree): create it again, then retry
             ensure_tasks(client)
             raise ForceRetryError() from None
+        except RECOVERABLE:
+            losses += 1
+            raise
 
+    # kazoo's retry with backoff, bounded: the look-ups may fail too, at most as often again.
+    retry = KazooRetry(max_tries=3 * MAX_LOSSES, delay=0.1, max_delay=1.0, interrupt=stop.is_set if stop else None)
     try:
-        return retrying(stop)(attempt)
+        return retry(attempt)
     except RetryInterrupted:
         raise OutcomeUnknown(f"stopped while looking for {protected_prefix(guid)}*") from None
+    except RetryFailedError:
+        raise OutcomeUnknown(
+            f"{retry.max_tries} attempts to create {protected_prefix(guid)}* or look for it lost the connection: "
+            "gave up; whether it was created is unknown (see mw status)"
+        ) from None
+
+
+class KeepsFailing(MasterworkerError):
+    """The same request failed MAX_LOSSES times in a row while others succeeded: given up, nothing was written."""
 
 
 def locate(client: KazooClient, guids: list[str]) -> dict[str, str]:
@@ -162,7 +209,11 @@ def locate(client: KazooClient, guids: list[str]) -> dict[str, str]:
     prefixes = {protected_prefix(g): g for g in guids}
     client.sync(TASKS)
     found: dict[str, str] = {}
-    for place in [TASKS, STATUS] + [f"{ASSIGN}/{w}" for w in client.get_children(ASSIGN)]:
+    try:
+        workers = client.get_children(ASSIGN)
+    except NoNodeError:  # no master has run yet: the task can only be pending
+        workers = []
+    for place in [TASKS, STATUS] + [f"{ASSIGN}/{w}" for w in workers]:
         try:
             names = client.get_children(place)
         except NoNodeError:
@@ -197,47 +248,151 @@ def submit_payloads(
     batch: int | None = None,
     backlog_cap: int = DEFAULT_BACKLOG_CAP,
     progress: Callable[[int], None] | None = None,
+    budget: int = TXN_BUDGET,
 ) -> list[str]:
     """submit_all for task data already encoded (the bench's book tasks are plain bytes).
 
-    First pass: every request in flight at once. Second pass, only after a ConnectionLoss: each
-    group whose outcome is unknown is looked for (``locate``) and created again only if absent.
+    Groups are cut by count and by bytes (``budget.split_by_bytes``), in order. Every group is
+    sent at once (pipelined) as long as the pending tasks known (``/tasks``' count from the last
+    look plus what we sent since) leave room under ``backlog_cap`` for it; when they do not, the
+    groups in flight are settled and ``/tasks`` counted again, and if there is still no room the
+    submission stops: SubmitStopped names the tasks created, a prefix of ``data``. After a
+    ConnectionLoss each group whose outcome is unknown is looked for (``locate``) and created
+    again only if absent, at most MAX_LOSSES times.
     """
     ensure_tasks(client)
-    check_backlog(client, backlog_cap)
     guids = [new_guid() for _ in data]
-    size = batch or 256
-    groups = [list(range(start, min(start + size, len(data)))) for start in range(0, len(data), size)]
-    names: dict[str, str] = {}
-    started = [
-        (group, _start(client, [guids[i] for i in group], [data[i] for i in group], batch is not None))
-        for group in groups
-    ]
-    unresolved = []
-    for group, pending in started:
-        try:
-            names.update(_finish(pending))
-        except RECOVERABLE:
-            unresolved.append(group)  # the second pass finds out
-            continue
-        if progress:
-            progress(len(group))
-    for group in unresolved:
-        todo = [i for i in group if guids[i] not in names]
-        while todo:
-            wait_connected(client, threading.Event())
+    chroot = client.chroot or ""
+    sizes = [op_bytes(chroot + task_path(protected_prefix(g)), d) for g, d in zip(guids, data, strict=True)]
+    try:
+        groups = split_by_bytes(sizes, max_count=batch or 256, budget=budget)
+    except OverBudget as exc:
+        big = OverBudget(exc.index, exc.size, exc.budget, f"task {exc.index + 1} of {len(data)}")
+        raise BadInput(f"{big}: nothing was submitted") from None
+    run = _Batches(client, guids, data, batch is not None, progress)
+    pending = _pending(client)
+    for group in groups:
+        if pending + len(group) > backlog_cap:
+            run.settle()  # count again with nothing in flight: masters drain /tasks meanwhile
+            pending = _pending(client)
+            if pending + len(group) > backlog_cap:
+                raise run.stopped(
+                    f"{pending:,} tasks are pending and the next {len(group):,} would pass the backlog cap "
+                    f"of {backlog_cap:,}",
+                    BacklogFull.exit_code,
+                )
+        run.send(group)
+        pending += len(group)
+    run.settle()
+    return [run.names[g] for g in guids]
+
+
+def _pending(client: KazooClient) -> int:
+    """How many tasks wait in /tasks: the children count of one ``exists``, not a listing."""
+    stat = client.exists(TASKS)
+    return 0 if stat is None else stat.numChildren
+
+
+class _Batches:
+    """Groups of creates in flight, and what became of them (the second pass of submit_payloads)."""
+
+    def __init__(
+        self,
+        client: KazooClient,
+        guids: list[str],
+        data: list[bytes],
+        transactional: bool,
+        progress: Callable[[int], None] | None,
+    ) -> None:
+        self.client, self.guids, self.data, self.transactional = client, guids, data, transactional
+        self.progress = progress or (lambda n: None)
+        self.names: dict[str, str] = {}
+        self.in_flight: list[tuple[range, tuple]] = []
+        self.unresolved: list[range] = []  # sent, and the reply lost: each is looked for, in order
+
+    def send(self, group: range) -> None:
+        guids = [self.guids[i] for i in group]
+        logger.debug(
+            "sending {} of {} creates ({:,} bytes of task data)",
+            "a transaction" if self.transactional else "a group",
+            len(group),
+            sum(len(self.data[i]) for i in group),
+        )
+        self.in_flight.append((group, _start(self.client, guids, [self.data[i] for i in group], self.transactional)))
+
+    def settle(self) -> None:
+        """Wait for every group in flight; then resolve, in order, those whose outcome is unknown."""
+        for group, pending in self.in_flight:
             try:
-                names.update(locate(client, [guids[i] for i in todo]))
-                todo = [i for i in todo if guids[i] not in names]
-                if todo:
-                    pending = _start(client, [guids[i] for i in todo], [data[i] for i in todo], batch is not None)
-                    names.update(_finish(pending))
+                self.names.update(_finish(pending))
             except RECOVERABLE:
-                pass
-            todo = [i for i in todo if guids[i] not in names]
-        if progress:
-            progress(len(group))
-    return [names[g] for g in guids]
+                self.unresolved.append(group)
+                continue
+            self.progress(len(group))
+        self.in_flight = []
+        while self.unresolved:
+            group = self.unresolved[0]
+            self._resolve(group)
+            self.unresolved.pop(0)
+            self.progress(len(group))
+
+    def _resolve(self, group: range) -> None:
+        """Look for the group's tasks, create the missing ones again; the connection may be lost
+        MAX_LOSSES times in a row, counting the first pass, and then the command ends."""
+        losses = 1
+        todo = self._missing(group)
+        while todo:
+            wait_connected(self.client, threading.Event())
+            if losses >= 2 * MAX_LOSSES:  # even the look-ups keep failing
+                raise self.stopped(self._lost(group, losses), 1)
+            try:
+                self.names.update(locate(self.client, [self.guids[i] for i in todo]))
+            except RECOVERABLE:
+                losses += 1
+                continue
+            todo = self._missing(group)
+            if not todo:
+                return
+            if losses >= MAX_LOSSES:  # the look-up just answered: the same request is what fails
+                raise self.stopped(self._lost(group, losses), 1, settled=group)
+            try:
+                guids = [self.guids[i] for i in todo]
+                self.names.update(_finish(_start(self.client, guids, [self.data[i] for i in todo], self.transactional)))
+            except RECOVERABLE:
+                losses += 1
+            todo = self._missing(group)
+
+    def _missing(self, group: range) -> list[int]:
+        return [i for i in group if self.guids[i] not in self.names]
+
+    def _lost(self, group: range, losses: int) -> str:
+        if self.transactional:
+            what = f"a transaction of {len(group)} tasks"
+        else:
+            what = "a create request" if len(group) == 1 else f"a group of {len(group)} create requests"
+        size = sum(len(self.data[i]) for i in group)
+        return f"{what} ({size:,} bytes of task data) lost the connection {losses} times in a row"
+
+    def stopped(self, reason: str, exit_code: int, settled: range | None = None) -> SubmitStopped:
+        """Stop now: settle what is in flight, find out which of the tasks sent exist, and say so.
+
+        Tasks never sent, and those of ``settled`` (looked for just now), certainly do not exist;
+        the others whose outcome is unknown are looked for once more (a listing of each place).
+        """
+        for group, pending in self.in_flight:
+            try:
+                self.names.update(_finish(pending))
+            except RECOVERABLE:
+                self.unresolved.append(group)
+        self.in_flight = []
+        unsure = [self.guids[i] for group in self.unresolved if group != settled for i in self._missing(group)]
+        known = True
+        if unsure:
+            try:
+                self.names.update(locate(self.client, unsure))
+            except RECOVERABLE:
+                known = False
+        return SubmitStopped(reason, [self.names.get(g) for g in self.guids], known, exit_code)
 
 
 def _start(client: KazooClient, guids: list[str], data: list[bytes], transactional: bool) -> tuple:
@@ -389,6 +544,11 @@ def wait_for_all(
 
 def parse_task_file(text: str, timeout: float, client_id: str) -> list[TaskSpec]:
     """One command per line, split like a shell would (no shell runs it); blank lines and # comments skipped."""
+    return [spec for _, spec in parse_task_lines(text, timeout, client_id)]
+
+
+def parse_task_lines(text: str, timeout: float, client_id: str) -> list[tuple[int, TaskSpec]]:
+    """parse_task_file with each command's line number (a stopped submission says where to resume)."""
     specs = []
     for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip() or line.lstrip().startswith("#"):
@@ -402,7 +562,7 @@ def parse_task_file(text: str, timeout: float, client_id: str) -> list[TaskSpec]
             encode_task(spec)
         except BadInput as exc:
             raise BadInput(f"line {number}: {exc}") from None
-        specs.append(spec)
+        specs.append((number, spec))
     if not specs:
         raise BadInput("the file holds no commands (one per line)")
     return specs
