@@ -42,13 +42,12 @@ from kazoo.exceptions import NodeExistsError, NoNodeError, NotEmptyError
 from kazoo.protocol.states import Callback
 from loguru import logger
 
-from masterworker.system.batching import add_moves
+from masterworker.system.batching import add_moves, move_batches
 from masterworker.system.connection import DEFAULT_SESSION_TIMEOUT
 from masterworker.system.fencing import Token, claim, deposed, fence, next_token
 from masterworker.system.history import History
 from masterworker.system.leadership import LeadershipGuard
 from masterworker.system.master_core import (
-    BATCH,
     MAX_ATTEMPTS,
     Cluster,
     Deposed,
@@ -549,7 +548,7 @@ class AsyncMaster:
             txn.delete(task_path(task))
             self._then(txn.commit_async(), self._on_finished_removed, task)
         ready = [move for move in plan_moves(self.cluster) if move.task in data]  # planned from this read only
-        batches = [ready[start : start + BATCH] for start in range(0, len(ready), BATCH)]
+        batches = move_batches(ready, data)  # by count and by bytes (budget.py)
         commits = []
         for batch in batches:
             txn = self._transaction()

@@ -34,8 +34,8 @@ from masterworker.system.events import (
 from masterworker.system.protocol import TaskStatus, WorkerInfo, with_attempt
 from masterworker.system.zkops import failure
 
-# Tasks per assignment transaction (each task still moves atomically). 64 tasks of at most
-# 8 KiB stay well under ZooKeeper's 1 MB request limit.
+# Tasks per assignment transaction at most (each task still moves atomically); the byte budget of
+# budget.py cuts a transaction of large tasks shorter (batching.move_batches).
 BATCH = 64
 # Pending tasks looked at per assignment round beyond the room the workers have: tasks no worker
 # with room can run (commands, while only the book's workers have room) are skipped, a bounded number.

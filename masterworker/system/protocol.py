@@ -57,8 +57,8 @@ PARENTS = (WORKERS, TASKS, ASSIGN, STATUS)
 MASTERS = "/masters"
 
 TASK_PREFIX = "task-"
-# Well below ZooKeeper's 1 MB packet limit (jute.maxbuffer): a task is a command line, not a payload,
-# and 64 tasks of 8 KiB still fit in one multi-op transaction or one multi-read reply.
+# Well below ZooKeeper's 1 MB packet limit (jute.maxbuffer): a task is a command line, not a payload.
+# 64 tasks of 8 KiB fit one multi-read reply; transactions are cut by bytes too (budget.py).
 MAX_TASK_BYTES = 8 * 1024
 # The output tail a worker keeps of stdout and stderr, in bytes.
 MAX_OUTPUT_TAIL = 4 * 1024

@@ -28,14 +28,16 @@ from collections.abc import Callable
 from kazoo.client import KazooClient, TransactionRequest
 from kazoo.exceptions import NodeExistsError, NoNodeError
 
+from masterworker.system.batching import FENCING_BYTES
+from masterworker.system.budget import op_bytes, split_by_bytes
 from masterworker.system.fencing import deposed
 from masterworker.system.master_core import Deposed, Leftover, Recovery, recovery
 from masterworker.system.multiread import get_many
 from masterworker.system.protocol import assignment_path, status_path, task_path
 from masterworker.system.zkops import failure
 
-# Leftovers per recovery transaction: two operations and at most 8 KiB of data each, so a
-# transaction stays near 256 KiB, far under ZooKeeper's 1 MB request limit.
+# Leftovers per recovery transaction at most (two operations each); the byte budget of budget.py
+# may cut a transaction shorter.
 RECOVERY_BATCH = 32
 # Leftovers the default master deals with between two assignment rounds.
 RECOVERY_CHUNK = 512
@@ -111,6 +113,13 @@ def add_recovery(txn: TransactionRequest, worker: str, task: str, leftover: Reco
     txn.delete(assignment_path(worker, task))
 
 
+def _leftover_bytes(worker: str, task: str, leftover: Recovery) -> int:
+    size = op_bytes(assignment_path(worker, task))
+    if leftover.kind in (Leftover.ORPHAN, Leftover.GIVEN_UP):
+        size += op_bytes(task_path(task), leftover.data or b"")
+    return size
+
+
 def commit_recoveries(
     transaction: Callable[[], TransactionRequest], fenced: bool, worker: str, leftovers: list[tuple[str, Recovery]]
 ) -> list[tuple[str, Recovery]]:
@@ -119,9 +128,10 @@ def commit_recoveries(
     A leftover that moved meanwhile (NoNode, NodeExists) is skipped: the next read sees where it is.
     ``transaction`` makes a fenced transaction when ``fenced``; raises Deposed when the fencing
     check refuses a write."""
+    sizes = [_leftover_bytes(worker, task, leftover) for task, leftover in leftovers]
     sent = []
-    for start in range(0, len(leftovers), RECOVERY_BATCH):
-        batch = leftovers[start : start + RECOVERY_BATCH]
+    for group in split_by_bytes(sizes, max_count=RECOVERY_BATCH, fixed=FENCING_BYTES):
+        batch = leftovers[group.start : group.stop]
         txn = transaction()
         for task, leftover in batch:
             add_recovery(txn, worker, task, leftover)
