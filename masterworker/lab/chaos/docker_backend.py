@@ -122,16 +122,34 @@ class DockerBackend:
     def zk_servers(self) -> list[str]:
         return sorted(self._containers("zookeeper"))
 
+    def zk_mode(self, server: str) -> str | None:
+        container = self._containers("zookeeper")[server]
+        host = container.labels.get("mw.host", container.name)
+        try:
+            return parse_lines(four_letter(host, self.zk_port, "srvr")).get("Mode")
+        except OSError:
+            return None
+
     def zk_leader(self) -> str | None:
-        for sid, container in self._containers("zookeeper").items():
-            host = container.labels.get("mw.host", container.name)
-            try:
-                mode = parse_lines(four_letter(host, self.zk_port, "srvr")).get("Mode")
-            except OSError:
-                continue
-            if mode in ("leader", "standalone"):
+        for sid in self._containers("zookeeper"):
+            if self.zk_mode(sid) in ("leader", "standalone"):
                 return sid
         return None
+
+    def partition(self, role: str) -> None:
+        raise MasterworkerError(f"partition-master/partition-worker: {_NO_LINKS}")
+
+    def partition_oneway(self, role: str) -> None:
+        raise MasterworkerError(f"oneway-master: {_NO_LINKS}")
+
+    def heal_partition(self, role: str) -> None:
+        """Nothing was cut."""
+
+    def partition_zk(self, server: str) -> None:
+        raise MasterworkerError(f"partition-zk: {_NO_LINKS}")
+
+    def heal_partition_zk(self, server: str) -> None:
+        """Nothing was cut."""
 
     def kill_zk(self, server: str) -> None:
         self._containers("zookeeper")[server].kill(signal="SIGKILL")

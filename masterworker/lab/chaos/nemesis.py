@@ -73,9 +73,9 @@ class Backend(Protocol):
 
 
 def schedule(faults: tuple[str, ...], seed: int) -> Iterator[str]:
-    """Every fault once in a seeded order, then again in another order, forever."""
+    """Every fault once in a seeded order, then again in another order, forever (no faults: none)."""
     rng = random.Random(seed)
-    while True:
+    while faults:
         order = list(faults)
         rng.shuffle(order)
         yield from order
