@@ -1,6 +1,8 @@
 """``mw chaos``: a local chaos run (real processes on a real 3-server ensemble) and its report.
 
-1. start a 3-server ensemble, masters and workers (each recording its history);
+1. start a 3-server ensemble whose servers reach each other through proxies (``PeerLinks``),
+   masters and workers, each role reaching ZooKeeper through proxies of its own (each recording
+   its history);
 2. submit tasks at a steady rate while the nemesis injects one fault after another, every
    fault type at least once (a round is never cut short);
 3. heal everything (resume, restart), wait for the backlog to drain (bounded), and
@@ -25,6 +27,7 @@ from masterworker.lab.chaos.checker import CheckReport, check
 from masterworker.lab.chaos.load import LoadGenerator
 from masterworker.lab.chaos.local import LocalBackend
 from masterworker.lab.chaos.nemesis import FAULTS, Backend, Nemesis, schedule
+from masterworker.lab.chaos.partition import PeerLinks
 from masterworker.lab.processes import mw_env
 from masterworker.system.connection import ZkSettings, close_quietly, connect
 from masterworker.system.history import RUN_DIR_ENV, History, read_history
@@ -63,16 +66,20 @@ class LocalChaosRun:
 
     def run(self) -> CheckReport:
         config = self.config
-        with LocalZooKeeper(servers=3, data_dir=self.run_dir / "zookeeper") as zk:
-            self.say(f"3-server ensemble at {zk.connect_string}; run directory {self.run_dir}")
-            env = mw_env(zk.connect_string, config.session_timeout) | {RUN_DIR_ENV: str(self.run_dir)}
-            backend = LocalBackend(zk, env, self.run_dir, config.session_timeout)
-            observer = connect(ZkSettings(hosts=zk.connect_string, session_timeout=10))
-            try:
-                records, drain = self._run(backend, observer)
-            finally:
-                backend.stop_all()
-                close_quietly(observer)
+        peers = PeerLinks()
+        try:
+            with LocalZooKeeper(servers=3, data_dir=self.run_dir / "zookeeper", peer_network=peers) as zk:
+                self.say(f"3-server ensemble at {zk.connect_string}; run directory {self.run_dir}")
+                env = mw_env(zk.connect_string, config.session_timeout) | {RUN_DIR_ENV: str(self.run_dir)}
+                backend = LocalBackend(zk, env, self.run_dir, config.session_timeout, peers)
+                observer = connect(ZkSettings(hosts=zk.connect_string, session_timeout=10))
+                try:
+                    records, drain = self._run(backend, observer)
+                finally:
+                    backend.stop_all()
+                    close_quietly(observer)
+        finally:
+            peers.stop()
         report = check(read_history(self.run_dir), records, drain)
         (self.run_dir / "report.json").write_text(json.dumps(report.as_dict(), indent=2))
         return report
@@ -102,6 +109,11 @@ def drive(
 ) -> tuple[set[str], float | None]:
     """The part both backends share: load, faults, heal, drain. Returns the completion records."""
     nemesis = Nemesis(backend, observer, history, config.seed, say=say)
+    unsupported: dict[str, str] = getattr(backend, "unsupported", {})
+    for fault in config.faults:
+        if fault in unsupported:
+            say(f"[yellow]{fault}[/] left out: {unsupported[fault]}")
+    faults = tuple(f for f in config.faults if f not in unsupported)
     if not poll_until(
         lambda: observer.exists(MASTER) and len(observer.get_children(WORKERS)) >= len(backend.workers()), 120
     ):
@@ -114,8 +126,8 @@ def drive(
         load.start()
     time.sleep(min(2.0, config.duration / 10))
     fired: set[str] = set()
-    for fault in schedule(config.faults, config.seed):
-        if time.monotonic() - started > config.duration and fired >= set(config.faults):
+    for fault in schedule(faults, config.seed):
+        if time.monotonic() - started > config.duration and fired >= set(faults):
             break
         nemesis.inject(fault)
         fired.add(fault)
