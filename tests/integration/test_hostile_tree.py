@@ -13,11 +13,15 @@ import time
 import pytest
 from kazoo.client import KazooClient
 
+from masterworker.lab.chaos.partition import PartitionProxy
 from masterworker.system.client import submit
+from masterworker.system.connection import ZkSettings, connect
 from masterworker.system.masters import IMPLEMENTATIONS
 from masterworker.system.protocol import MAX_CAPACITY, TaskSpec, TaskStatus, assign_dir, status_path, worker_path
 from masterworker.system.zkops import ensure_nodes
-from tests.helpers import Roles, all_done, assigned, pending, statuses, wait_until
+from masterworker.zk.server import LocalZooKeeper
+from tests.conftest import SESSION_TIMEOUT
+from tests.helpers import Roles, all_done, assigned, master_id, pending, statuses, wait_until
 
 PROBE_BOUND = 10.0  # seconds a probe task may take on a shared 2-core machine (it takes well under 1)
 
@@ -159,3 +163,32 @@ def test_a_task_that_kills_its_worker_is_given_up_after_three_attempts(
     spawn("worker", "--id", "w4")
     probe(zk, "after a poison pill")
     assert TaskStatus.decode(zk.get(status_path(poison))[0]).worker is None  # the master wrote it, no worker ran it
+
+
+@pytest.mark.parametrize("cut", ["oneway", "freeze"])
+def test_a_master_zookeeper_no_longer_answers_closes_its_session_and_a_backup_takes_over(
+    roles: Roles, zk: KazooClient, zk_server: LocalZooKeeper, zk_hosts: str, impl: str, cut: str
+) -> None:
+    """The gray failure: requests reach ZooKeeper, replies do not, so the session stays alive while
+    its master can do nothing. Past its session timeout the master closes the session itself."""
+    ensure_nodes(zk)
+    chroot = zk_hosts[zk_hosts.index("/") :]
+    with PartitionProxy(("127.0.0.1", zk_server.servers[0].config.client_port)) as proxy:
+        cut_off = connect(ZkSettings(hosts=proxy.address + chroot, session_timeout=SESSION_TIMEOUT))
+        first = IMPLEMENTATIONS[impl](cut_off, "m1", session_timeout=SESSION_TIMEOUT)
+        roles._start(first, cut_off)
+        wait_until(first.elected.is_set, what="m1 elected")
+        backup = roles.master("m2", impl=impl)
+        roles.worker("w1")
+        getattr(proxy, cut)()
+        started = time.monotonic()
+        wait_until(backup.elected.is_set, 4 * SESSION_TIMEOUT + 5, "the backup to take over")
+        took = time.monotonic() - started
+        # Whichever comes first ends the old session: its master's guard closing it (leadership.py), or
+        # the server expiring it in a gap between kazoo's reconnection attempts (which carry no pings).
+        assert took < 2 * SESSION_TIMEOUT + 3, took
+        probe(zk, f"after a {cut} cut of the active master")
+        proxy.heal()
+        wait_until(lambda: cut_off.connected and not first.elected.is_set(), 20, "m1 back, as a backup")
+        assert master_id(zk) == "m2"
+        print(f"{impl} {cut}: backup elected {took:.1f} s after the cut; sessions closed by m1: {first.guard.gave_up}")
