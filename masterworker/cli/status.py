@@ -55,8 +55,9 @@ def render(view: dict[str, Any]) -> None:
     for column in ("task", "state", "exit code", "worker"):
         done.add_column(column)
     for task, info in list(view["done"].items())[:50]:
-        colour = "green" if info["state"] == "done" else "red"
-        done.add_row(task, f"[{colour}]{info['state']}[/]", str(info["exit_code"]), info["worker"] or "-")
+        colour = "red" if info["state"] == "failed" else "green"
+        exit_code = "-" if info["exit_code"] is None else str(info["exit_code"])
+        done.add_row(task, f"[{colour}]{info['state']}[/]", exit_code, info["worker"] or "-")
     console.print(done)
 
 

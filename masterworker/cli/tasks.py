@@ -67,6 +67,7 @@ def show_status(task: str, status: TaskStatus, as_json: bool) -> None:
                 {
                     "task": task,
                     "state": status.state,
+                    "book_worker": status.book_worker,
                     "exit_code": status.exit_code,
                     "worker": status.worker,
                     "reason": status.reason,
@@ -80,7 +81,8 @@ def show_status(task: str, status: TaskStatus, as_json: bool) -> None:
     detail = f"exit code {status.exit_code}" if status.exit_code is not None else ""
     if status.reason and not status.reason.startswith("exit code"):
         detail = f"{detail}: {status.reason}" if detail else status.reason
-    console.print(f"{task} [{colour}]{status.state}[/] on {status.worker or '?'} ({detail})", highlight=False)
+    where = f" on {status.worker}" if status.worker else ""
+    console.print(f"{task} [{colour}]{status.summary}[/]{where} ({detail})", highlight=False)
     if status.output:
         console.out(status.output.rstrip("\n"), highlight=False)
     if status.output_cut:

@@ -77,7 +77,7 @@ def system_view(client: KazooClient) -> dict[str, Any]:
     for path, data in sorted(statuses.items()):
         status = TaskStatus.decode(data)
         done[path.rsplit("/", 1)[1]] = {
-            "state": status.state,
+            "state": status.summary,
             "exit_code": status.exit_code,
             "worker": status.worker,
         }
