@@ -1,24 +1,58 @@
-"""Network partitions between ZooKeeper servers: every peer link through a proxy of its own.
+"""Network partitions on a real ZooKeeper, through the chaos run's proxies.
 
-The chaos run's partition-zk rests on this: the launcher's ``peer_network`` and ``PeerLinks``.
-A leader cut off from its peers must give way, the two others elect a leader of their own, and
-once healed the old leader rejoins as a follower. No peer connection may go around the proxies
-(ZooKeeper connects back to the address a peer announces: ``partition.advertising`` rewrites it).
+A session behind a proxy: cut off both ways it expires after its timeout; with only the replies
+dropped it lives on (the gray failure of oneway-master). Between servers, the chaos run's
+partition-zk rests on the launcher's ``peer_network`` and ``PeerLinks``: a leader cut off from
+its peers must give way, the two others elect a leader of their own, and once healed the old
+leader rejoins as a follower. No peer connection may go around the proxies (ZooKeeper connects
+back to the address a peer announces: ``partition.advertising`` rewrites it).
 """
 
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from kazoo.client import KazooClient
+from kazoo.client import KazooClient, KazooState
 
-from masterworker.lab.chaos.partition import PeerLinks
+from masterworker.lab.chaos.partition import PeerLinks, ProxyGroup
 from masterworker.system.connection import ZkSettings, close_quietly, connect
 from masterworker.zk.server import LocalZooKeeper
 from tests.helpers import wait_until
+
+
+def test_replies_dropped_keep_a_session_alive_and_a_cut_both_ways_expires_it(zk_hosts: str, zk: KazooClient) -> None:
+    """A role of the chaos run: 2 s sessions, our connection settings, three proxies in its connect
+    string (here all three to the one test server). kazoo misses its ping replies, drops the
+    connection and reconnects, each attempt timing out after a third of the session timeout;
+    every attempt reaches the server and renews the session, which outlives its timeout. (With
+    one server in the string, or 1 s sessions, the attempts come too far apart: it expires.)"""
+    address, chroot = zk_hosts.split("/", 1)
+    host, port = address.split(":")
+    links = ProxyGroup([(host, int(port))] * 3)
+    client = connect(ZkSettings(hosts=f"{links.connect_string}/{chroot}", session_timeout=2.0))
+    try:
+        client.create("/alive", ephemeral=True)
+        session = client.client_id[0]
+        links.oneway()
+        wait_until(lambda: client.state == KazooState.SUSPENDED, timeout=10, what="the client to notice")
+        until = time.monotonic() + 6.0  # three session timeouts
+        while time.monotonic() < until:
+            assert zk.exists("/alive"), "the session expired although its requests reached the server"
+            time.sleep(0.1)
+        assert client.state == KazooState.SUSPENDED  # all that time the client heard nothing
+        links.heal()
+        wait_until(lambda: client.state == KazooState.CONNECTED, timeout=10, what="the reconnect")
+        assert client.client_id[0] == session  # the same session, never expired
+        links.freeze()
+        wait_until(lambda: not zk.exists("/alive"), timeout=10, what="the session to expire")
+    finally:
+        links.heal()
+        close_quietly(client)
+        links.stop()
 
 
 def _ip(hex_address: str) -> str:
