@@ -129,6 +129,7 @@ class Roster:
         self.path = f"{MASTERS}/{master_id}"
         self.data = master_entry(master_id, impl)
         self.acl = acl
+        self.expiry_wait = expiry_wait
         self._events: queue.Queue[KazooState | None] = queue.Queue()
         self._stop = threading.Event()
         try:
@@ -142,14 +143,19 @@ class Roster:
         self._thread.start()
 
     def _keep(self) -> None:
-        """After LOST (a new session), put our entry back; a stranger holding it by then is logged."""
+        """After LOST (a new session), put our entry back; a stranger holding it by then is logged.
+
+        Our own old session may still hold the entry: a session this master closed while cut off
+        (leadership.py) or one the server has not expired yet. So the re-entry waits for it as long
+        as for a killed previous run, instead of giving up at once."""
         while (state := self._events.get()) is not None:
             if state != KazooState.CONNECTED or session_id(self.client) == self._session:
                 continue
             if not wait_connected(self.client, self._stop, timeout=30):
                 continue
             try:
-                claim_id(self.client, self.path, self.data, self.path, 0, self._stop, acl=self.acl)
+                wait = self.expiry_wait
+                claim_id(self.client, self.path, self.data, self.path, wait, self._stop, say=logger.info, acl=self.acl)
                 self._session = session_id(self.client)
             except (IdInUse, *RECOVERABLE) as exc:
                 logger.warning("could not re-enter the roster of masters: {}", exc)

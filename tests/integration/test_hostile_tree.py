@@ -37,7 +37,9 @@ def probe(zk: KazooClient, what: str) -> float:
     task = submit(zk, TaskSpec(argv=["echo", "probe"]))
     wait_until(lambda: all_done(zk, [task]), PROBE_BOUND, f"the probe task to finish ({what})")
     assert statuses(zk)[task].output == "probe\n"
-    return time.monotonic() - started
+    took = time.monotonic() - started
+    print(f"probe {what}: {took:.2f} s")  # for the record (pytest -s); the bound is PROBE_BOUND
+    return took
 
 
 def raw_task(zk: KazooClient, data: bytes) -> str:
