@@ -7,7 +7,8 @@ case (``tests/unit/test_master_core.py``):
 
 - ``Cluster``: the system as the active master believes it (workers, what each holds, what is
   pending), rebuilt from ZooKeeper after every doubt;
-- ``plan_moves``: which pending task goes to which worker (chapter 4);
+- ``plan_moves``: which pending task goes to which worker (chapter 4), within windows the master
+  sizes itself (``window.py``);
 - ``Leftover`` and ``leftover``: what recovery does with each kind of task a dead worker left;
 - ``Outcome`` and ``outcome``: what each failure of a fenced assignment transaction means;
 - ``MasterState`` and ``Dirty``, what must be re-read after the events of ``events.py``.
@@ -29,6 +30,7 @@ from masterworker.system.events import (
     WorkersChanged,
 )
 from masterworker.system.protocol import WorkerInfo
+from masterworker.system.window import Windows
 from masterworker.system.zkops import failure
 
 # Tasks per assignment transaction (each task still moves atomically). 64 tasks of at most
@@ -78,12 +80,17 @@ class Cluster:
     workers: dict[str, WorkerInfo] = field(default_factory=dict)
     assigned: dict[str, set[str]] = field(default_factory=dict)  # live worker -> its assigned tasks
     pending: deque[str] = field(default_factory=deque)  # in submission order
+    windows: Windows = field(default_factory=Windows)  # each worker's window, sized by the master (window.py)
 
     def total_capacity(self) -> int:
+        """What the workers announced (not their grown windows): the threshold of ``enough_pending``."""
         return sum(info.capacity for info in self.workers.values())
 
+    def window(self, worker: str) -> int:
+        return self.windows.of(worker, self.workers[worker].capacity)
+
     def free_slots(self, worker: str) -> int:
-        return self.workers[worker].capacity - len(self.assigned.get(worker, ()))
+        return self.window(worker) - len(self.assigned.get(worker, ()))
 
     def enough_pending(self) -> bool:
         """With thousands of tasks waiting, listing /tasks on every new one would cost O(backlog) per
@@ -118,8 +125,13 @@ class Move:
 def plan_moves(cluster: Cluster) -> list[Move]:
     """Which pending task goes to which worker: in submission order, each to the worker with the most
     free room (ties: the least loaded), until nobody has room. Workers whose /assign/<w> the
-    master has not read yet (not in ``assigned``) get nothing."""
+    master has not read yet (not in ``assigned``) get nothing. Each worker's window is adapted to
+    what the master finds first, and who was given a whole window is noted after (``window.py``)."""
     ready = [w for w in cluster.workers if w in cluster.assigned]
+    cluster.windows.forget(set(cluster.workers))
+    for w in ready:
+        info = cluster.workers[w]
+        cluster.windows.adapt(w, info.capacity, info.slots, len(cluster.assigned[w]), len(cluster.pending))
     if not cluster.pending or not ready:
         return []
     moves: list[Move] = []
@@ -132,6 +144,8 @@ def plan_moves(cluster: Cluster) -> list[Move]:
         moves.append(Move(task, worker))
         free[worker] -= 1
         load[worker] += 1
+    for w in ready:
+        cluster.windows.gave(w, load[w], cluster.workers[w].capacity)
     return moves
 
 
