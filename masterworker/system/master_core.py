@@ -17,6 +17,7 @@ case (``tests/unit/test_master_core.py``):
 from __future__ import annotations
 
 import enum
+import time
 from collections import deque
 from dataclasses import dataclass, field
 
@@ -122,16 +123,17 @@ class Move:
     worker: str
 
 
-def plan_moves(cluster: Cluster) -> list[Move]:
+def plan_moves(cluster: Cluster, now: float | None = None) -> list[Move]:
     """Which pending task goes to which worker: in submission order, each to the worker with the most
     free room (ties: the least loaded), until nobody has room. Workers whose /assign/<w> the
     master has not read yet (not in ``assigned``) get nothing. Each worker's window is adapted to
     what the master finds first, and who was given a whole window is noted after (``window.py``)."""
     ready = [w for w in cluster.workers if w in cluster.assigned]
+    now = time.monotonic() if now is None else now
     cluster.windows.forget(set(cluster.workers))
     for w in ready:
         info = cluster.workers[w]
-        cluster.windows.adapt(w, info.capacity, info.slots, len(cluster.assigned[w]), len(cluster.pending))
+        cluster.windows.adapt(w, info.capacity, info.slots, len(cluster.assigned[w]), len(cluster.pending), now)
     if not cluster.pending or not ready:
         return []
     moves: list[Move] = []

@@ -7,11 +7,18 @@ cycle costs a listing, a read and a transaction on both sides for a handful of t
 prefetch 1, about 4 requests per task). A window of hundreds amortizes the cycle, but a window
 that size with long tasks would park work on one worker while another idles.
 
-So the master sizes it from what it sees, per worker, with no clock and no configuration:
+So the master sizes it from what it sees, per worker, with no configuration:
 
 - **grow** (double, up to ``MAX_WINDOW``) when the worker was given a full window, is found
   holding fewer tasks than it has slots (it drained its queue before the next assignment
   arrived: slots stood idle), and more tasks are pending than its window has room for;
+- **keep up with its rate**: while tasks wait, the window is at least its slots plus the tasks
+  it completes in ``HORIZON`` seconds (the rate measured by the master over ``RATE_PERIOD``,
+  from what left ``/assign/<worker>`` between two looks), and never below what it announced.
+  Tasks of a few milliseconds that a worker finishes one at a time (``/bin/true``) never leave
+  a slot idle, yet each would cost a cycle of its own; tasks longer than ``HORIZON`` keep the
+  window the worker announced, and no worker queues more than ``HORIZON`` seconds of work
+  while another may be idle;
 - **shrink** (halve, never below what it announced) when it is found with idle slots and
   nothing is pending: the burst is over, and the next one starts small again.
 
@@ -23,10 +30,13 @@ adapts it before planning and marks who was filled after (``master_core.py``).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 MAX_WINDOW = 256  # the same clamp as protocol.MAX_CAPACITY: never more tasks on one worker
 GROWTH = 2
+HORIZON = 0.15  # seconds of a worker's work the window may queue beyond its slots
+RATE_PERIOD = 0.2  # seconds over which the master counts a worker's completions
 
 
 def next_window(window: int, base: int, slots: int, held: int, filled: bool, backlog: bool) -> int:
@@ -47,32 +57,58 @@ def next_window(window: int, base: int, slots: int, held: int, filled: bool, bac
     return window
 
 
+def rate_window(base: int, slots: int, rate: float, horizon: float = HORIZON) -> int:
+    """Its slots plus ``horizon`` seconds of its work at ``rate`` tasks/s (whole tasks), at least
+    what it announced, clamped. A worker whose tasks take longer than ``horizon`` keeps ``base``."""
+    return max(1, min(MAX_WINDOW, max(base, slots + math.floor(max(0.0, rate) * horizon))))
+
+
 @dataclass
 class Windows:
     """Each worker's window as the active master sizes it; rebuilt empty with the master's picture."""
 
     size: dict[str, int] = field(default_factory=dict)
     filled: set[str] = field(default_factory=set)  # given a whole window since last looked at
+    rate: dict[str, float] = field(default_factory=dict)  # tasks/s it completed, last measured
+    _held: dict[str, int] = field(default_factory=dict)  # what it held after our last assignment
+    _count: dict[str, tuple[float, int]] = field(default_factory=dict)  # period start, completions since
 
     def of(self, worker: str, base: int) -> int:
         return max(self.size.get(worker, base), min(base, MAX_WINDOW))
 
-    def adapt(self, worker: str, base: int, slots: int, held: int, pending: int) -> int:
-        """Look at one worker before planning; ``pending``: tasks known to be waiting."""
+    def adapt(self, worker: str, base: int, slots: int, held: int, pending: int, now: float) -> int:
+        """Look at one worker before planning; ``pending``: tasks known to be waiting; ``now``: a monotonic clock."""
+        self._measure(worker, held, now)
         window = self.of(worker, base)
-        new = next_window(window, base, slots, held, worker in self.filled, pending > window - held)
+        backlog = pending > window - held
+        new = next_window(window, base, slots, held, worker in self.filled, backlog)
+        if backlog:
+            new = max(new, rate_window(base, slots, self.rate.get(worker, 0.0)))
         if new != window or held < slots:
             self.filled.discard(worker)  # a new window, or a new cycle: it must be filled again to grow
         self.size[worker] = new
         return new
 
+    def _measure(self, worker: str, held: int, now: float) -> None:
+        """Completions are what left /assign/<worker> since our last assignment (only we add to it)."""
+        completed = max(0, self._held.get(worker, held) - held)
+        self._held[worker] = held
+        since, count = self._count.get(worker, (now, 0))
+        count += completed
+        if now - since >= RATE_PERIOD:
+            self.rate[worker] = count / (now - since)
+            since, count = now, 0
+        self._count[worker] = (since, count)
+
     def gave(self, worker: str, held: int, base: int) -> None:
-        """After planning: a worker that now holds a whole window was filled."""
+        """After planning: what it holds now; a worker that holds a whole window was filled."""
+        self._held[worker] = held
         if held >= self.of(worker, base):
             self.filled.add(worker)
 
     def forget(self, workers: set[str]) -> None:
         """Workers that are gone."""
-        for worker in set(self.size) - workers:
-            del self.size[worker]
+        for table in (self.size, self.rate, self._held, self._count):
+            for worker in set(table) - workers:
+                del table[worker]
         self.filled &= workers

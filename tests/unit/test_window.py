@@ -6,7 +6,7 @@ from collections import deque
 
 from masterworker.system.master_core import Cluster, plan_moves
 from masterworker.system.protocol import WorkerInfo
-from masterworker.system.window import MAX_WINDOW, Windows, next_window
+from masterworker.system.window import HORIZON, MAX_WINDOW, Windows, next_window, rate_window
 
 
 def test_a_worker_found_drained_while_work_waits_gets_twice_the_window() -> None:
@@ -38,11 +38,11 @@ def test_shrinking_stops_at_what_the_worker_announced() -> None:
 
 def test_windows_must_be_filled_again_before_each_growth() -> None:
     windows = Windows()
-    assert windows.adapt("w1", base=3, slots=2, held=0, pending=100) == 3  # a new worker: not filled yet
+    assert windows.adapt("w1", base=3, slots=2, held=0, pending=100, now=0.0) == 3  # new: not filled yet
     windows.gave("w1", held=3, base=3)
-    assert windows.adapt("w1", base=3, slots=2, held=3, pending=97) == 3  # our own belief after assigning
-    assert windows.adapt("w1", base=3, slots=2, held=0, pending=97) == 6  # found drained: grows once
-    assert windows.adapt("w1", base=3, slots=2, held=0, pending=97) == 6  # not filled since: no more
+    assert windows.adapt("w1", base=3, slots=2, held=3, pending=97, now=0.0) == 3  # our belief after assigning
+    assert windows.adapt("w1", base=3, slots=2, held=0, pending=97, now=0.0) == 6  # found drained: grows once
+    assert windows.adapt("w1", base=3, slots=2, held=0, pending=97, now=0.0) == 6  # not filled since: no more
     windows.forget(set())
     assert windows.of("w1", 3) == 3
 
@@ -61,11 +61,18 @@ def drain(c: Cluster) -> None:
         c.assigned[worker] = set()
 
 
+def test_a_rate_sets_a_floor_of_horizon_seconds_of_work() -> None:
+    assert rate_window(3, 2, rate=400.0) == 2 + int(400 * HORIZON)
+    assert rate_window(3, 2, rate=10.0) == 3  # tasks longer than the horizon: what the worker announced
+    assert rate_window(3, 2, rate=1e9) == MAX_WINDOW
+    assert rate_window(3, 2, rate=0.0) == 3
+
+
 def test_plan_moves_grows_windows_cycle_by_cycle_under_a_backlog() -> None:
     c = cluster(pending=2000)
     sizes = []
     for _ in range(9):
-        for move in plan_moves(c):
+        for move in plan_moves(c, now=0.0):
             c.assigned_to(move.task, move.worker)
         sizes.append(len(c.assigned["w1"]))
         drain(c)
@@ -75,24 +82,38 @@ def test_plan_moves_grows_windows_cycle_by_cycle_under_a_backlog() -> None:
 def test_windows_go_back_to_the_announced_size_once_the_burst_is_over() -> None:
     c = cluster(pending=600)
     for _ in range(6):
-        for move in plan_moves(c):
+        for move in plan_moves(c, now=0.0):
             c.assigned_to(move.task, move.worker)
         drain(c)
     assert c.window("w1") > 3
     while c.pending:  # the rest, then idle steps
-        for move in plan_moves(c):
+        for move in plan_moves(c, now=0.0):
             c.assigned_to(move.task, move.worker)
         drain(c)
     for _ in range(8):
-        plan_moves(c)
+        plan_moves(c, now=0.0)
     assert c.window("w1") == c.window("w2") == 3
 
 
-def test_long_tasks_keep_the_announced_window() -> None:
-    """Tasks that finish one at a time: the worker is found with busy slots and never gets more."""
-    c = cluster(pending=100, workers=1)
-    for _ in range(20):
-        for move in plan_moves(c):
+def complete_one_at_a_time(seconds_per_task: float, steps: int) -> int:
+    """A worker with 2 slots whose tasks finish one by one (never an idle slot); its window after ``steps``."""
+    c = cluster(pending=5000, workers=1)
+    now = 0.0
+    for _ in range(steps):
+        for move in plan_moves(c, now=now):
             c.assigned_to(move.task, move.worker)
         c.assigned["w1"].remove(min(c.assigned["w1"]))  # one task completed
-    assert c.window("w1") == 3
+        now += seconds_per_task
+    return c.window("w1")
+
+
+def test_long_tasks_keep_the_announced_window() -> None:
+    """Tasks that finish one at a time, a second each: the worker is found with busy slots, its rate is
+    low, and its window stays what it announced."""
+    assert complete_one_at_a_time(1.0, steps=20) == 3
+    assert complete_one_at_a_time(0.1, steps=50) == 3  # 0.1 s tasks: still no queue beyond the announced one
+
+
+def test_short_tasks_finished_one_at_a_time_widen_the_window_to_their_rate() -> None:
+    """/bin/true-like tasks, 3 ms each: no slot ever idles, but the window grows to the rate's floor."""
+    assert complete_one_at_a_time(0.003, steps=200) == rate_window(3, 2, 1 / 0.003) > 40
