@@ -17,13 +17,15 @@ So the master sizes it from what it sees, per worker, with no configuration:
   from what left ``/assign/<worker>`` between two looks), and never below what it announced.
   Tasks of a few milliseconds that a worker finishes one at a time (``/bin/true``) never leave
   a slot idle, yet each would cost a cycle of its own; tasks longer than ``HORIZON`` keep the
-  window the worker announced, and no worker queues more than ``HORIZON`` seconds of work
-  while another may be idle;
+  window the worker announced, so a worker does not queue long tasks while another may idle;
 - **shrink** (halve, never below what it announced) when it is found with idle slots and
   nothing is pending: the burst is over, and the next one starts small again.
 
 A worker running long tasks completes them one at a time and is found with its slots busy: its
-window does not grow. ``MAX_WINDOW`` equals the liveness issue's clamp on a worker's capacity
+window does not grow. Left open: long tasks that follow trivial ones in the same backlog find the
+windows grown (they shrink only when a worker idles with nothing pending).
+
+``MAX_WINDOW`` equals the liveness issue's clamp on a worker's capacity
 (``protocol.MAX_CAPACITY``, 256). The master's ``Cluster`` keeps a ``Windows``; ``plan_moves``
 adapts it before planning and marks who was filled after (``master_core.py``).
 """
