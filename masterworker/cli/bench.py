@@ -12,8 +12,8 @@ from typing import Annotated
 import typer
 from kazoo.hosts import collect_hosts
 
-from masterworker.cli.common import LogLevel, console, friendly_errors, setup
-from masterworker.lab.bench import scenarios
+from masterworker.cli.common import LogLevel, console, err_console, friendly_errors, setup
+from masterworker.lab.bench import scenarios, table
 from masterworker.lab.bench.report import plot, render
 from masterworker.system.connection import validate_hosts
 from masterworker.system.errors import BadInput
@@ -27,6 +27,13 @@ class Scenario(enum.StrEnum):
     failover = "failover"
     orphans = "orphans"
     scale = "scale"
+    table = "table"
+
+
+class ClientMode(enum.StrEnum):
+    collect = "collect"
+    book = "book"
+    count = "count"
 
 
 class SubmitMode(enum.StrEnum):
@@ -65,8 +72,23 @@ def bench_command(
         typer.Option("--submit", help="single: one create request per task; batch: 100 tasks per multi-op request."),
     ] = SubmitMode.single,
     prefetch: Annotated[
-        int | None, typer.Option("--prefetch", min=0, max=1024, help="Tasks a worker holds beyond its slots.")
+        int | None,
+        typer.Option(
+            "--prefetch", min=0, max=1024, help="Start workers with --prefetch N (default: the worker's own default)."
+        ),
     ] = None,
+    client: Annotated[
+        ClientMode,
+        typer.Option(
+            "--client",
+            help="throughput, exec: collect (what mw submit --file does: wait for every result, read and delete it); "
+            "book (the book's Java client's operations: create, exists watch, get, delete per task); "
+            "count (count /status children, collect nothing).",
+        ),
+    ] = ClientMode.collect,
+    rounds: Annotated[
+        int, typer.Option("--rounds", min=1, max=20, help="throughput, exec, table: measured rounds (min/median/max).")
+    ] = 3,
     warmup: Annotated[
         int | None,
         typer.Option(
@@ -94,12 +116,16 @@ def bench_command(
     ] = None,
     plot_file: Annotated[Path | None, typer.Option("--plot", help="scale: draw tasks/s into this PNG.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the figures as JSON.")] = False,
+    as_markdown: Annotated[
+        bool, typer.Option("--markdown", help="table: print the README's performance table (the default for table).")
+    ] = False,
     log_level: LogLevel = "ERROR",
 ) -> None:
     """Measure masterworker on this machine: mw bench throughput --tasks 1000 --submit batch.
 
-    Targets (2 cores, 1 master, 3 workers): trivial tasks 1,500/s single, 5,000/s batched;
-    /bin/true 700/s; SIGTERM failover < 1 s; 300 orphans done within 1 s of the expiry.
+    throughput and exec report tasks/s, ZooKeeper requests per task and CPU-ms per task (each
+    process and in all, ZooKeeper included), min/median/max over --rounds, and the conditions.
+    mw bench table measures the README's performance table again and prints it as Markdown.
     """
     setup("127.0.0.1:2181", session_timeout, log_level, False)
     if zk is not None:
@@ -107,18 +133,27 @@ def bench_command(
     if plot_file is not None and scenario is not Scenario.scale:
         raise BadInput("--plot goes with the scale scenario")
     first_round = (tasks or 1000) if warmup is None else warmup  # throughput, exec: unmeasured tasks
+    if scenario is Scenario.table:
+        say = lambda label: err_console.print(f"measuring {label}", highlight=False)  # noqa: E731
+        rows = table.measure(zk, tasks or 1000, first_round, rounds, say)
+        if as_json:
+            console.print_json(json.dumps([{"row": label, **figures} for label, figures in rows]))
+        else:
+            console.out(table.markdown(rows), highlight=False)
+        return
     run = {
         Scenario.throughput: lambda: scenarios.throughput(
-            zk, tasks or 1000, workers, submit.value, prefetch=128 if prefetch is None else prefetch, warmup=first_round
+            zk, tasks or 1000, workers, submit.value, prefetch=prefetch, warmup=first_round,
+            client=client.value, rounds=rounds,
         ),
         Scenario.exec: lambda: scenarios.exec_tasks(
-            zk, tasks or 1000, workers, prefetch=8 if prefetch is None else prefetch, warmup=first_round
+            zk, tasks or 1000, workers, prefetch=prefetch, warmup=first_round, client=client.value, rounds=rounds
         ),
         Scenario.latency: lambda: scenarios.latency(zk, tasks or 200),
         Scenario.failover: lambda: scenarios.failover(zk, session_timeout, impl.value),
         Scenario.orphans: lambda: scenarios.orphans(zk, tasks or 300, session_timeout),
         Scenario.scale: lambda: scenarios.scale(zk, worker_counts, tasks or 2000, backlogs),  # tuples (callback)
-    }
+    }  # fmt: skip
     result = run[scenario]()
     if plot_file is not None:
         plot(result, plot_file)

@@ -134,7 +134,8 @@ def worker(
         int,
         typer.Option(
             "--prefetch",
-            help="Tasks held beyond --slots, so the worker never waits for the master (more: faster short tasks).",
+            help="Tasks held beyond --slots to start with; the master widens the window by itself (up to 256) "
+            "while short tasks drain it faster than assignments arrive.",
         ),
     ] = 1,
     allow: Annotated[list[str] | None, typer.Option("--allow", help="Only run this program (repeatable).")] = None,

@@ -35,6 +35,7 @@ from masterworker.system.client import (
     SubmitStopped,
     check_task_name,
     consume_status,
+    consume_statuses,
     encode_task,
     parse_task_lines,
     read_status,
@@ -320,9 +321,8 @@ def submit_file(
                     wait_for_all(client, tasks, timeout, lambda n: bar.advance(finishing, n), found=statuses)
                 except KeyboardInterrupt:
                     interrupted = True
-        for task, status in statuses.items():
-            if status.ok:  # a failed task's record stays, so its output can still be read
-                consume_status(client, task)
+        # a failed task's record stays, so its output can still be read
+        consume_statuses(client, [task for task, status in statuses.items() if status.ok])
     finally:
         close_quietly(client)
     failed = {t: s for t, s in statuses.items() if not s.ok}

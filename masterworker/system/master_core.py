@@ -8,7 +8,7 @@ case (``tests/unit/test_master_core.py``):
 - ``Cluster``: the system as the active master believes it (workers, what each holds, what is
   pending), rebuilt from ZooKeeper after every doubt;
 - ``candidates`` and ``plan_moves``: which pending tasks to read, and which goes to which worker
-  that runs its kind (chapter 4);
+  that runs its kind (chapter 4), within windows the master sizes itself (``window.py``);
 - ``Leftover`` and ``leftover``: what recovery does with each kind of task a dead worker left,
   including a poison pill whose workers died ``max_attempts`` times;
 - ``Outcome`` and ``outcome``: what each failure of a fenced assignment transaction means;
@@ -18,6 +18,7 @@ case (``tests/unit/test_master_core.py``):
 from __future__ import annotations
 
 import enum
+import time
 from collections import deque
 from dataclasses import dataclass, field
 
@@ -32,6 +33,7 @@ from masterworker.system.events import (
     WorkersChanged,
 )
 from masterworker.system.protocol import TaskStatus, WorkerInfo, with_attempt
+from masterworker.system.window import Windows
 from masterworker.system.zkops import failure
 
 # Tasks per assignment transaction at most (each task still moves atomically); the byte budget of
@@ -90,12 +92,17 @@ class Cluster:
     assigned: dict[str, set[str]] = field(default_factory=dict)  # live worker -> its assigned tasks
     pending: deque[str] = field(default_factory=deque)  # in submission order
     kinds: dict[str, str] = field(default_factory=dict)  # pending task -> its kind, once its data was read
+    windows: Windows = field(default_factory=Windows)  # each worker's window, sized by the master (window.py)
 
     def total_capacity(self) -> int:
+        """What the workers announced (not their grown windows): the threshold of ``enough_pending``."""
         return sum(info.capacity for info in self.workers.values())
 
+    def window(self, worker: str) -> int:
+        return self.windows.of(worker, self.workers[worker].capacity)
+
     def free_slots(self, worker: str) -> int:
-        return self.workers[worker].capacity - len(self.assigned.get(worker, ()))
+        return self.window(worker) - len(self.assigned.get(worker, ()))
 
     def enough_pending(self) -> bool:
         """With thousands of tasks waiting, listing /tasks on every new one would cost O(backlog) per
@@ -133,10 +140,21 @@ def room(cluster: Cluster) -> dict[str, int]:
     return {w: cluster.free_slots(w) for w in cluster.workers if w in cluster.assigned}
 
 
-def candidates(cluster: Cluster) -> list[str]:
-    """The pending tasks to read before planning, in submission order: as many as the workers have
-    room for, not counting tasks already known to fit no worker with room (at most SKIP_LIMIT of
-    those are passed over). Their data says their kind, and whether they are finished."""
+def adapt_windows(cluster: Cluster, now: float | None = None) -> None:
+    """Size each ready worker's window by what the master finds before a round (``window.py``)."""
+    now = time.monotonic() if now is None else now
+    cluster.windows.forget(set(cluster.workers))
+    for w in cluster.workers:
+        if w in cluster.assigned:
+            info = cluster.workers[w]
+            cluster.windows.adapt(w, info.capacity, info.slots, len(cluster.assigned[w]), len(cluster.pending), now)
+
+
+def candidates(cluster: Cluster, now: float | None = None) -> list[str]:
+    """The pending tasks to read before planning, in submission order: as many as the workers' windows
+    (adapted first) have room for, not counting tasks already known to fit no worker with room (at
+    most SKIP_LIMIT of those are passed over). Their data says their kind, and whether they are finished."""
+    adapt_windows(cluster, now)
     free = room(cluster)
     total = sum(max(0, f) for f in free.values())
     kinds_with_room = {k for w, f in free.items() if f > 0 for k in cluster.workers[w].runs}
@@ -155,9 +173,10 @@ def candidates(cluster: Cluster) -> list[str]:
 
 def plan_moves(cluster: Cluster) -> list[Move]:
     """Which pending task goes to which worker: in submission order, each to a worker that runs its
-    kind with the most free room (ties: the least loaded), until nobody has room. Only tasks whose
-    kind is known (``Cluster.kinds``, from ``candidates``' reads) are planned; a task that no worker
-    with room can run is passed over. Workers whose /assign/<w> has not been read get nothing."""
+    kind with the most free room in its window (ties: the least loaded), until nobody has room. Only
+    tasks whose kind is known (``Cluster.kinds``, from ``candidates``' reads) are planned; a task no
+    worker with room can run is passed over. Workers whose /assign/<w> has not been read get nothing.
+    Who was given a whole window is noted after (``window.py``)."""
     free = room(cluster)
     if not cluster.pending or not free:
         return []
@@ -178,6 +197,8 @@ def plan_moves(cluster: Cluster) -> list[Move]:
         moves.append(Move(task, worker))
         free[worker] -= 1
         load[worker] += 1
+    for w in free:
+        cluster.windows.gave(w, load[w], cluster.workers[w].capacity)
     return moves
 
 

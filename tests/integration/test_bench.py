@@ -7,8 +7,11 @@ from pathlib import Path
 
 import pytest
 
+from masterworker.lab.bench.clients import RUNNERS
+from masterworker.lab.bench.system import BenchSystem
 from masterworker.system.client import check_backlog, submit_payloads
 from masterworker.system.errors import BacklogFull
+from masterworker.system.protocol import STATUS, TASKS
 from tests.helpers import run_mw
 
 
@@ -18,15 +21,45 @@ def bench(*args: str) -> dict:
     return json.loads(result.stdout)
 
 
-@pytest.mark.parametrize(("submit", "warmup"), [("single", None), ("batch", 50)])
-def test_throughput_reports_rate_latency_requests_and_cpu(submit: str, warmup: int | None) -> None:
-    report = bench("throughput", "--tasks", "200", "--submit", submit, *(["--warmup", str(warmup)] if warmup else []))
+@pytest.mark.parametrize(("submit", "warmup", "client"), [("single", None, "collect"), ("batch", 50, "count")])
+def test_throughput_reports_rate_costs_and_conditions(submit: str, warmup: int | None, client: str) -> None:
+    extra = ["--warmup", str(warmup)] if warmup else []
+    report = bench("throughput", "--tasks", "200", "--rounds", "2", "--submit", submit, "--client", client, *extra)
     figures = report["figures"]
-    assert figures["tasks"] == 200 and figures["tasks_per_s"] > 0
+    assert {"tasks_per_s", "cpu_ms_per_task", "requests_per_task", "client", "prefetch"} <= set(figures)
+    assert figures["client"] == client and figures["prefetch"] == "default"  # workers as a user starts them
+    assert figures["tasks"] == 200 and figures["tasks_per_s"] > 0 and len(figures["each_round"]) == 2
     assert figures["warmup"] == (warmup or 200)  # by default a round of the same size, unmeasured
+    assert figures["conditions"]["warm"] and figures["conditions"]["cores"] >= 1
     assert 0 < figures["done_after_submit_p50_ms"] <= figures["done_after_submit_p99_ms"]
     assert 0 < figures["requests_per_task"] < 10
-    assert {"master-1", "worker-1", "worker-2", "worker-3", "zookeeper", "bench client"} <= set(report["cpu_seconds"])
+    spread = figures["spread"]["cpu_ms_per_task"]
+    assert 0 < spread["min"] <= figures["cpu_ms_per_task"] <= spread["max"]
+    by_process = figures["cpu_ms_per_task_by_process"]
+    assert {"master-1", "worker-1", "worker-2", "worker-3", "zookeeper", "bench client"} <= set(by_process)
+
+
+@pytest.mark.parametrize("client", ["collect", "book"])
+def test_the_collecting_clients_read_and_delete_every_status(zk_hosts: str, client: str) -> None:
+    """The default client and the book's collect every result, as mw submit and the book's client do."""
+    with BenchSystem(zk_hosts) as system:
+        system.start_master()
+        for n in (1, 2):
+            system.start_worker(f"worker-{n}", slots=2)
+        system.ready(2)
+        done = RUNNERS[client](system, 40, None, None, 60)
+        assert len(done) == 40
+        assert system.client.get_children(STATUS) == []  # every result read and deleted
+        assert system.client.get_children(TASKS) == []
+        assert all(system.client.get_children(f"/assign/worker-{n}") == [] for n in (1, 2))
+
+
+def test_bench_table_prints_the_readme_table_with_its_conditions() -> None:
+    result = run_mw("bench", "table", "--tasks", "30", "--warmup", "0", "--rounds", "1", timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    lines = result.stdout.strip().splitlines()
+    assert lines[0].startswith("| what ran | tasks/s") and len([x for x in lines if x.startswith("| `mw")]) == 5
+    assert lines[-1].startswith("Conditions: ") and "cold" in lines[-1]
 
 
 def test_exec_latency_failover_and_orphans_run() -> None:

@@ -17,8 +17,23 @@ def render(console: Console, result: BenchResult) -> None:
         table.add_column("figure")
         table.add_column("value", justify="right")
         for key, value in result.figures.items():
-            table.add_row(key.replace("_", " "), str(value))
+            if key == "spread":
+                for figure, spread in value.items():
+                    if spread:
+                        table.add_row(f"{figure.replace('_', ' ')} (min-max)", f"{spread['min']} - {spread['max']}")
+            elif key == "conditions":
+                table.add_row(key, ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in value.items()))
+            elif key not in ("each_round", "cpu_ms_per_task_by_process"):
+                table.add_row(key.replace("_", " "), str(value))
         console.print(table)
+    by_process = result.figures.get("cpu_ms_per_task_by_process")
+    if by_process:
+        cpu = Table(title="CPU-ms per task, by process (median of the rounds)")
+        cpu.add_column("process")
+        cpu.add_column("ms/task", justify="right")
+        for name, ms in sorted(by_process.items()):
+            cpu.add_row(name, "n/a" if ms is None else f"{ms:.3f}")
+        console.print(cpu)
     if result.cpu:
         cpu = Table(title="CPU seconds during the run")
         cpu.add_column("process")

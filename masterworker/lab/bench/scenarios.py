@@ -14,14 +14,13 @@ from typing import Any
 
 from kazoo.exceptions import NoNodeError
 
+from masterworker.lab.bench.clients import CHUNK, RUNNERS, TRIVIAL
+from masterworker.lab.bench.costs import conditions, round_costs, summarize
 from masterworker.lab.bench.system import BenchSystem
-from masterworker.system.client import check_backlog, submit_all, submit_payloads, wait_for_status
+from masterworker.system.client import check_backlog, submit_payloads, wait_for_status
 from masterworker.system.errors import BacklogFull
 from masterworker.system.multiread import get_many
-from masterworker.system.protocol import MASTER, WORKERS, TaskSpec, status_path, worker_path
-
-TRIVIAL = b"noop"  # not JSON: a book task, completed without running anything
-CHUNK = 100  # tasks per multi-op request with --submit batch
+from masterworker.system.protocol import MASTER, WORKERS, status_path, worker_path
 
 
 @dataclass
@@ -40,82 +39,70 @@ def percentile(values: list[float], p: float) -> float:
     return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
 
 
-def _submit_timed(system: BenchSystem, n: int, batch: int | None, argv: list[str] | None) -> dict[str, float]:
-    """Submit n tasks at once (all requests in flight); every task's submit time is the start."""
-    began = time.time()
-    if argv is None:
-        names = submit_payloads(system.client, [TRIVIAL] * n, batch=batch)
-    else:
-        names = submit_all(system.client, [TaskSpec(argv=argv, timeout=60)] * n, batch=batch)
-    return dict.fromkeys(names, began)
-
-
-def _latencies(system: BenchSystem, submitted: dict[str, float]) -> list[float]:
-    """Submit-to-status seconds, from each status node's creation time (the server's clock, same machine)."""
-    tasks = list(submitted)
-    results = get_many(system.client, [status_path(t) for t in tasks])
-    return [
-        r[1].ctime / 1000 - submitted[t] for t, r in zip(tasks, results, strict=True) if not isinstance(r, Exception)
-    ]
-
-
-def _delta(after: dict[str, float], before: dict[str, float]) -> dict[str, float]:
-    return {name: round(after[name] - before.get(name, 0.0), 3) for name in after}
-
-
 def throughput(
     zk: str | None = None,
     tasks: int = 1000,
     workers: int = 3,
     submit: str = "single",
     slots: int = 2,
-    prefetch: int = 64,
+    prefetch: int | None = None,
     argv: list[str] | None = None,
     name: str = "throughput",
     warmup: int = 0,
+    client: str = "collect",
+    rounds: int = 3,
 ) -> BenchResult:
-    """N tasks submitted at once to 1 master and W workers: tasks/s end to end, latency, requests, CPU.
+    """N tasks submitted at once to 1 master and W workers, ``rounds`` times: tasks/s and what each task cost.
 
     ``warmup`` tasks go through the same way first, unmeasured: a freshly started ZooKeeper runs
     interpreted Java until its JIT compiler has seen the hot paths, and the first round measures
-    that more than masterworker (1,000 batched tasks: about 5,000/s cold, 8,000/s warm here).
+    that more than masterworker. ``prefetch=None`` starts the workers as a user does (no flag).
+    Each round's costs cover that round only (``costs.py``); the figures are the medians, with
+    min and max beside them.
     """
     batch = None if submit == "single" else CHUNK
+    run = RUNNERS[client]
+    budget = 120 + tasks / 50
     with BenchSystem(zk) as system:
         system.start_master()
         for n in range(1, workers + 1):
             system.start_worker(f"worker-{n}", slots=slots, prefetch=prefetch)
         system.ready(workers)
+        when = conditions(system.zookeeper_version(), warmup)
         if warmup:
-            _submit_timed(system, warmup, batch, argv)
-            system.wait(lambda: system.statuses() >= warmup, 120 + warmup / 50, "the warm-up tasks")
-        done_before = system.statuses()
-        requests_before, cpu_before = system.server_requests(), system.cpu()
-        started = time.time()
-        submitted = _submit_timed(system, tasks, batch, argv)
-        submit_seconds = time.time() - started
-        system.wait(lambda: system.statuses() >= done_before + tasks, 120 + tasks / 50, "every status")
-        elapsed = time.time() - started
-        requests_after, cpu_after = system.server_requests(), system.cpu()
-        latencies = _latencies(system, submitted)
-    result = BenchResult(name, cpu=_delta(cpu_after, cpu_before))
+            run(system, warmup, batch, argv, budget + warmup / 50)
+        measured, done = [], []
+        for _ in range(rounds):
+            before = system.snapshot()
+            done = run(system, tasks, batch, argv, budget)
+            measured.append(round_costs(before, system.snapshot(), tasks))
+    result = BenchResult(name)
     result.figures = {
-        "tasks": tasks, "warmup": warmup, "workers": workers, "slots": slots, "prefetch": prefetch, "submit": submit,
-        "tasks_per_s": round(tasks / elapsed, 1),
-        "submit_per_s": round(tasks / submit_seconds, 1),
-        "done_after_submit_p50_ms": round(1000 * percentile(latencies, 50), 1),  # from the start of the submit
-        "done_after_submit_p99_ms": round(1000 * percentile(latencies, 99), 1),
-        "requests_per_task": None if requests_before is None or requests_after is None
-        else round((requests_after - requests_before) / tasks, 2),
+        "client": client, "prefetch": "default" if prefetch is None else prefetch,
+        "tasks": tasks, "rounds": rounds, "warmup": warmup, "workers": workers, "slots": slots, "submit": submit,
+        **summarize(measured),
+        "done_after_submit_p50_ms": round(1000 * percentile(done, 50), 1),  # the last round, from its start
+        "done_after_submit_p99_ms": round(1000 * percentile(done, 99), 1),
+        "conditions": when,
+        "each_round": measured,
     }  # fmt: skip
     return result
 
 
 def exec_tasks(
-    zk: str | None = None, tasks: int = 1000, workers: int = 3, slots: int = 2, prefetch: int = 8, warmup: int = 0
+    zk: str | None = None,
+    tasks: int = 1000,
+    workers: int = 3,
+    slots: int = 2,
+    prefetch: int | None = None,
+    warmup: int = 0,
+    client: str = "collect",
+    rounds: int = 3,
 ) -> BenchResult:
     """Tasks that really run a program (/bin/true): bounded by the cost of spawning processes."""
-    return throughput(zk, tasks, workers, "batch", slots, prefetch, argv=["/bin/true"], name="exec", warmup=warmup)
+    return throughput(
+        zk, tasks, workers, "batch", slots, prefetch, ["/bin/true"], "exec", warmup, client=client, rounds=rounds
+    )
 
 
 def latency(zk: str | None = None, tasks: int = 200) -> BenchResult:
@@ -221,7 +208,7 @@ def scale(
     """tasks/s against the number of workers, and against the backlog waiting when workers start."""
     result = BenchResult("scale")
     for count in worker_counts:
-        point = throughput(zk, tasks, count, "batch", slots=2, prefetch=64)
+        point = throughput(zk, tasks, count, "batch", slots=2, client="count", rounds=1)
         result.series.append(
             {"sweep": "workers", "workers": count, "tasks": tasks, "tasks_per_s": point.figures["tasks_per_s"]}
         )

@@ -17,23 +17,13 @@ from pathlib import Path
 from kazoo.client import KazooClient
 from kazoo.hosts import collect_hosts
 
+from masterworker.lab.bench.costs import Snapshot, cpu_seconds
 from masterworker.lab.processes import MwProcess, mw_env
 from masterworker.system.connection import ZkSettings, close_quietly, connect
 from masterworker.system.protocol import MASTER, STATUS, WORKERS
 from masterworker.system.zkops import ensure_nodes
 from masterworker.zk.fourletter import four_letter, parse_lines
 from masterworker.zk.server import LocalZooKeeper
-
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
-
-
-def cpu_seconds(pid: int) -> float:
-    """User plus system CPU of one process so far."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
 
 
 class BenchSystem:
@@ -90,8 +80,10 @@ class BenchSystem:
     def start_master(self, name: str = "master-1", impl: str = "default") -> MwProcess:
         return self.start(name, "master", "--id", name, "--impl", impl)
 
-    def start_worker(self, name: str, slots: int = 1, prefetch: int = 1) -> MwProcess:
-        return self.start(name, "worker", "--id", name, "--slots", str(slots), "--prefetch", str(prefetch))
+    def start_worker(self, name: str, slots: int = 1, prefetch: int | None = None) -> MwProcess:
+        """``prefetch=None``: the worker's own default, as a user starts it."""
+        extra = () if prefetch is None else ("--prefetch", str(prefetch))
+        return self.start(name, "worker", "--id", name, "--slots", str(slots), *extra)
 
     def wait(self, condition: Callable[[], object], timeout: float = 60, what: str = "the system") -> float:
         started = time.monotonic()
@@ -112,14 +104,27 @@ class BenchSystem:
         return self.client.exists(STATUS).numChildren
 
     # -- costs ------------------------------------------------------------------------------------
+    def _addresses(self) -> list[tuple[str, int]]:
+        if self._embedded is not None:
+            return [("127.0.0.1", s.config.client_port) for s in self._embedded.servers]
+        return collect_hosts(self._zk)[0]
+
+    def zookeeper_version(self) -> str | None:
+        """From ``srvr`` (the launcher allows every four-letter word): "3.8.0" (the release, without the build)."""
+        host, port = self._addresses()[0]
+        try:
+            return parse_lines(four_letter(host, port, "srvr"))["Zookeeper version"].split("-")[0].strip()
+        except (OSError, KeyError):
+            return None
+
+    def snapshot(self) -> Snapshot:
+        """Counters now: requests received by the server(s), CPU of every process, the clock."""
+        return Snapshot(at=time.monotonic(), requests=self.server_requests(), cpu=self.cpu())
+
     def server_requests(self) -> int | None:
         """Requests received by the server(s) so far (mntr zk_packets_received, summed)."""
-        if self._embedded is not None:
-            addresses = [("127.0.0.1", s.config.client_port) for s in self._embedded.servers]
-        else:
-            addresses = collect_hosts(self._zk)[0]
         total = 0
-        for host, port in addresses:
+        for host, port in self._addresses():
             try:
                 total += int(parse_lines(four_letter(host, port, "mntr"), "\t")["zk_packets_received"])
             except (OSError, KeyError, ValueError):
