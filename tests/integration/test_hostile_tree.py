@@ -115,7 +115,8 @@ def test_a_strangers_capacity_is_clamped_and_read_again_when_it_changes(
     roles.master("m1", impl=impl)
     wait_until(lambda: len(assigned(zk, "evil")) == 1, what="one task for a worker announcing one slot")
     evil.set(worker_path("evil"), json.dumps({"slots": 2, "prefetch": 0}).encode())
-    wait_until(lambda: len(assigned(zk, "evil")) == 2, what="a second task once it announces two slots")
+    # Read again: it gets more (two slots, and the master's window may double a worker it finds with an idle slot).
+    wait_until(lambda: len(assigned(zk, "evil")) >= 2, what="more tasks once it announces two slots")
     evil.set(worker_path("evil"), json.dumps({"slots": 1, "prefetch": 1024}).encode())
     wait_until(lambda: len(assigned(zk, "evil")) == MAX_CAPACITY, what="the clamp, not 1,025")
     roles.worker("w1", slots=2)
