@@ -202,6 +202,7 @@ class Nemesis:
         time.sleep(max(3.0, self.backend.session_timeout))
         for server in victims:
             self.backend.restart_zk(server)
+        self.history.record("heal", fault="zk-quorum-loss")  # liveness is measured from here (liveness.py)
         restarted = time.monotonic()
         self._recovered("zk-quorum-loss", restarted, self._wait(self._writable), "quorum back, writes accepted")
 
