@@ -87,15 +87,19 @@ def test_an_unhealable_fault_is_measured_from_its_heal() -> None:
         ev(5.0, "submit-ok", task="stuck"),
         ev(5.1, "fault", fault="zk-quorum-loss", target="ZooKeeper servers 1 and 2"),
         ev(15.0, "heal", fault="zk-quorum-loss"),  # 10 s without a quorum: no budget can cover that
+        ev(15.0, "recovered", fault="zk-quorum-loss", seconds=2.0),
         ev(16.5, "complete", task="stuck", worker="w1"),
-        ev(17.0, "recovered", fault="zk-quorum-loss", seconds=2.0),
     ]
     [_, loss] = measure(events, budget=3.0).windows
     assert loss.healed == 15.0 and round(loss.completion_gap, 3) == 1.5
     assert measure(events, budget=3.0).violations == []
-    without_heal = [e for e in events if e["type"] != "heal"]  # the recovered record's seconds count from the heal
+    without_heal = [e for e in events if e["type"] != "heal"]  # then the recovered record marks the heal
     [_, loss] = measure(without_heal, budget=3.0).windows
     assert loss.healed == 15.0 and round(loss.completion_gap, 3) == 1.5
+    assert measure(events, budget=1.0).violations == [
+        "liveness: zk-quorum-loss on ZooKeeper servers 1 and 2 left the system without a completion for 1.5 s "
+        "(budget 1.0 s)"
+    ]
 
 
 def test_no_outstanding_work_is_no_gap_and_a_gap_is_charged_to_every_fault_it_overlaps() -> None:

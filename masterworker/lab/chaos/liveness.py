@@ -16,11 +16,14 @@ little more. A run that blows the budget fails, naming the fault.
   completed) and no completion record written.
 
 Faults that make the system unhealable on purpose (``zk-quorum-loss``: 2 of 3 servers down, no
-quorum, nothing can progress) are measured from their heal: the time between a fault's start
-and its heal is cut out of both measures. A stretch is charged, with its whole length, to every
-fault whose window (from its start to the next fault's start) it overlaps: a gap that began in
-the lull just before a fault is that fault's doing, and one that runs on into the next fault
-names both. Only stretches that overlap no fault are charged to ``(no fault)``.
+quorum, nothing can progress) are measured from their heal, the moment the nemesis sees the
+ensemble accept writes again (the JVMs' start and the ensemble's election are ZooKeeper's time,
+not the system's): the time between a fault's start and its heal is cut out of both measures.
+
+A stretch is charged, with its whole length, to every fault whose window (from its start to the
+next fault's start) it overlaps: a gap that began in the lull just before a fault is that fault's
+doing, and one that runs on into the next fault names both. Only stretches that overlap no fault
+are charged to ``(no fault)``.
 """
 
 from __future__ import annotations
@@ -129,9 +132,8 @@ def measure(events: list[dict[str, Any]], budget: float | None = None) -> Livene
 def _windows(events: list[dict[str, Any]], last: float) -> list[FaultWindow]:
     """One window per fault, from its start to the next fault's start; the heal when recorded.
 
-    A fault's heal is its ``heal`` record, else its ``recovered``/``unrecovered`` record (for
-    zk-quorum-loss the nemesis counts those seconds from the heal, so the heal is that record's
-    time less its seconds)."""
+    A fault's heal is its ``heal`` record, else its ``recovered``/``unrecovered`` record (the
+    nemesis records those once the system recovered, after removing the fault's cause)."""
     windows: list[FaultWindow] = []
     for event in events:
         kind = event.get("type")
@@ -141,11 +143,8 @@ def _windows(events: list[dict[str, Any]], last: float) -> list[FaultWindow]:
             windows.append(FaultWindow(event["fault"], str(event.get("target", "")), event["t"], last, None))
         elif kind in ("heal", "recovered", "unrecovered") and windows and windows[-1].fault == event.get("fault"):
             current = windows[-1]
-            if kind == "heal":
+            if kind == "heal" or current.healed is None:
                 current.healed = event["t"]
-            elif current.healed is None:
-                seconds = float(event.get("seconds", 0.0)) if current.fault in UNHEALABLE else 0.0
-                current.healed = max(current.start, event["t"] - seconds)
     windows.insert(0, FaultWindow(NO_FAULT, "", events[0]["t"], windows[0].start if windows else last, None))
     return windows
 

@@ -202,9 +202,10 @@ class Nemesis:
         time.sleep(max(3.0, self.backend.session_timeout))
         for server in victims:
             self.backend.restart_zk(server)
-        self.history.record("heal", fault="zk-quorum-loss")  # liveness is measured from here (liveness.py)
         restarted = time.monotonic()
-        self._recovered("zk-quorum-loss", restarted, self._wait(self._writable), "quorum back, writes accepted")
+        writable = self._wait(self._writable)
+        self.history.record("heal", fault="zk-quorum-loss")  # the quorum is back: liveness counts from here
+        self._recovered("zk-quorum-loss", restarted, writable, "quorum back, writes accepted")
 
     def _reconfig(self) -> None:
         """Grow the ensemble by two servers, then remove them, each in one reconfig (chapter 10).

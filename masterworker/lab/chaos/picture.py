@@ -106,11 +106,11 @@ def _masters(axis: Any, live: Liveness, t0: float) -> None:
         axis.annotate(f"e{reign.epoch}", (reign.start - t0, row + 0.38), fontsize=7, va="bottom", annotation_clip=False)
     for a, b in live.no_master:
         axis.axvspan(a - t0, b - t0, ymin=0, ymax=0.06, color="#d62728")
-    for window in live.windows:
-        if window.fault != NO_FAULT:
-            axis.annotate(window.fault, (window.start - t0, len(masters) - 0.45), fontsize=7, rotation=30, va="bottom")
+    faults = [w for w in live.windows if w.fault != NO_FAULT]
+    for n, window in enumerate(faults):  # staggered, so that faults close together stay readable
+        axis.annotate(window.fault, (window.start - t0, len(masters) - 0.5 + 0.45 * (n % 2)), fontsize=7)
     axis.set_yticks(range(len(masters)), masters)
-    axis.set_ylim(-0.6, len(masters) + 0.4)
+    axis.set_ylim(-0.6, len(masters) + 0.5)
     axis.set_ylabel("reigning\nmaster", fontsize=9)
 
 
