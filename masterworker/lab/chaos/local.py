@@ -2,6 +2,9 @@
 
 Everything the compose demo does to containers, done to processes on this machine: kill -9,
 SIGSTOP/SIGCONT, restarts, and real session expiry through the session each role publishes.
+Every role reaches ZooKeeper through proxies of its own (one per server, ``partition.ProxyGroup``),
+so the nemesis can cut one process off the network, or let its requests through and drop the
+replies, while everything else runs on.
 """
 
 from __future__ import annotations
@@ -9,6 +12,7 @@ from __future__ import annotations
 import signal
 from pathlib import Path
 
+from masterworker.lab.chaos.partition import ProxyGroup
 from masterworker.lab.processes import MwProcess
 from masterworker.system.history import read_session
 from masterworker.system.zkops import expire_session_id
@@ -27,11 +31,16 @@ class LocalBackend:
         self.processes: dict[str, MwProcess] = {}
         self._args: dict[str, list[str]] = {}
         self._paused: set[str] = set()
+        self.links: dict[str, ProxyGroup] = {}  # each role's way to ZooKeeper
 
     def start(self, role: str, args: list[str]) -> MwProcess:
+        """Start a role; its connect string lists its own proxies, one per ZooKeeper server."""
         self._args[role] = args
+        if role not in self.links:
+            self.links[role] = ProxyGroup([("127.0.0.1", s.config.client_port) for s in self.zk.servers])
+        env = self.env | {"MW_ZK": self.links[role].connect_string}
         (self.run_dir / "logs").mkdir(parents=True, exist_ok=True)
-        self.processes[role] = MwProcess(args, self.env, self.run_dir / "logs" / f"{role}.log")
+        self.processes[role] = MwProcess(args, env, self.run_dir / "logs" / f"{role}.log")
         return self.processes[role]
 
     def masters(self) -> list[str]:
@@ -56,6 +65,17 @@ class LocalBackend:
             self.processes[role].stop()
             self.start(role, self._args[role])
 
+    def partition(self, role: str) -> None:
+        """Cut the role off ZooKeeper: nothing either way, no connection closed."""
+        self.links[role].freeze()
+
+    def partition_oneway(self, role: str) -> None:
+        """The role's requests reach ZooKeeper; ZooKeeper's replies never reach the role."""
+        self.links[role].oneway()
+
+    def heal_partition(self, role: str) -> None:
+        self.links[role].heal()
+
     def expire(self, role: str) -> bool:
         session = read_session(self.run_dir, role)
         if session is None:
@@ -72,6 +92,10 @@ class LocalBackend:
     def zk_leader(self) -> str | None:
         leader = self.zk.leader()
         return str(leader.sid) if leader else None
+
+    def zk_mode(self, server: str) -> str | None:
+        target = self.zk.server(int(server))
+        return target.mode() if target.running else None
 
     def kill_zk(self, server: str) -> None:
         self.zk.server(int(server)).kill()
@@ -96,6 +120,8 @@ class LocalBackend:
         """Resume what is paused, restart what is dead: the end of the faults."""
         for role in list(self._paused):
             self.resume(role)
+        for links in self.links.values():
+            links.heal()
         for server in self.zk.servers:
             if not server.running:
                 server.restart()
@@ -106,3 +132,5 @@ class LocalBackend:
         for process in self.processes.values():
             process.terminate(10)
             process.stop()
+        for links in self.links.values():
+            links.stop()

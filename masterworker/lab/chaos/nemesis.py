@@ -4,7 +4,12 @@ Each fault picks its victim the way the failure hurts most (the *active* master,
 worker, the ZooKeeper *leader*), records itself in the history, waits for the system to
 recover, and records how long that took. The same code drives real processes (the local
 backend) and containers (the docker backend): a backend only knows how to kill, pause,
-resume and restart a named role or ZooKeeper server, and how to expire a role's session.
+resume and restart a named role or ZooKeeper server, how to expire a role's session, and how to
+cut a role or a ZooKeeper server off the network and heal it.
+
+History records of a fault: ``fault`` when it starts; ``healed`` when its cause ends (the
+network faults: the partition healed); ``recovered`` (or ``unrecovered``) with ``seconds``,
+the time from the start to the recovery the fault waits for.
 """
 
 from __future__ import annotations
@@ -31,7 +36,12 @@ FAULTS = (
     "kill-zk-leader",  # kill -9 of the ZooKeeper leader: the ensemble elects another
     "zk-quorum-loss",  # 2 of 3 ZooKeeper servers down for a while: no progress, no loss
     "reconfig",  # the ensemble grown 3 -> 5 and shrunk 5 -> 3 while it runs: no loss, the same master
+    "partition-master",  # the active master cut off the network past its session timeout, then healed
+    "partition-worker",  # the same for a busy worker: its tasks run again elsewhere, its late result is discarded
+    "oneway-master",  # the active master's requests reach ZooKeeper, the replies do not (a gray failure)
+    "partition-zk",  # the ZooKeeper leader cut off from its peers: it must give way to a new leader
 )
+NETWORK_FAULTS = ("partition-master", "partition-worker", "oneway-master", "partition-zk")
 
 
 class Backend(Protocol):
@@ -46,10 +56,16 @@ class Backend(Protocol):
     def resume(self, role: str) -> None: ...
     def restart(self, role: str) -> None: ...
     def expire(self, role: str) -> bool: ...
+    def partition(self, role: str) -> None: ...
+    def partition_oneway(self, role: str) -> None: ...
+    def heal_partition(self, role: str) -> None: ...
     def zk_servers(self) -> list[str]: ...
     def zk_leader(self) -> str | None: ...
     def kill_zk(self, server: str) -> None: ...
     def restart_zk(self, server: str) -> None: ...
+    def zk_mode(self, server: str) -> str | None: ...
+    def partition_zk(self, server: str) -> None: ...
+    def heal_partition_zk(self, server: str) -> None: ...
     def add_zk(self, count: int) -> list[str]: ...
     def remove_zk(self, servers: list[str]) -> None: ...
     def heal(self) -> None: ...
@@ -127,8 +143,11 @@ class Nemesis:
         self.say(f"[red]{fault}[/] {target}{(' ' + detail) if detail else ''}")
         return time.monotonic()
 
-    def _recovered(self, fault: str, started: float, ok: bool, what: str) -> None:
-        seconds = time.monotonic() - started
+    def _healed(self, fault: str, target: str) -> None:
+        self.history.record("healed", fault=fault, target=target)
+
+    def _recovered(self, fault: str, started: float, ok: bool, what: str, seconds: float | None = None) -> None:
+        seconds = time.monotonic() - started if seconds is None else seconds
         if ok:
             self.history.record("recovered", fault=fault, seconds=seconds)
             self.say(f"  [green]{what}[/] after {seconds:.2f} s")
@@ -230,3 +249,72 @@ class Nemesis:
         same = master is None or (now is not None and now[1] == master[1])
         what = "grown and shrunk, writes accepted, the same master" if same else "THE MASTER CHANGED"
         self._recovered("reconfig", started, grown and shrunk and same, what)
+
+    # -- the network ---------------------------------------------------------------------------
+    def _partition_master(self) -> None:
+        self._cut_master("partition-master", self.backend.partition, "(cut off the network past its session timeout)")
+
+    def _oneway_master(self) -> None:
+        self._cut_master("oneway-master", self.backend.partition_oneway, "(its requests pass, the replies are dropped)")
+
+    def _cut_master(self, fault: str, cut: Callable[[str], None], detail: str) -> None:
+        """Chapter 5's zombie made by the network: the master lives on, cut off, and must lose /master.
+
+        Cut off both ways, its session expires after the session timeout. With only the replies
+        dropped, its requests (pings, reconnects) still reach ZooKeeper and keep the session alive:
+        the master has to notice by itself that it cannot confirm /master and let go.
+        """
+        active = self.active_master()
+        if active is None:
+            return
+        started = self._fault(fault, active[0], detail)
+        cut(active[0])
+        recovered = self._wait(lambda: self._new_master(active[1]))
+        seconds = time.monotonic() - started
+        time.sleep(1.0)  # stay cut off a little longer: the zombie reconnects into a world that moved on
+        self.backend.heal_partition(active[0])
+        self._healed(fault, active[0])
+        self._recovered(fault, started, recovered, "a backup took over; the network healed", seconds)
+
+    def _partition_worker(self) -> None:
+        worker, held = self.busy_worker()
+        started = self._fault("partition-worker", worker, f"holding {len(held)} task(s) (cut off the network)")
+        self.backend.partition(worker)
+        recovered = self._wait(lambda: self._done(held))
+        seconds = time.monotonic() - started
+        time.sleep(0.5)
+        self.backend.heal_partition(worker)
+        self._healed("partition-worker", worker)
+        self._recovered(
+            "partition-worker", started, recovered, "its tasks were done elsewhere; the network healed", seconds
+        )
+
+    def _partition_zk(self) -> None:
+        """Cut the ZooKeeper leader off from its peers (its clients still reach it).
+
+        Without a majority behind it the leader must stop leading (after ZooKeeper's syncLimit);
+        the other two elect a new leader and accept writes. Once healed, the old leader rejoins
+        as a follower. A backend whose servers cannot be cut off (compose's) skips it.
+        """
+        if not getattr(self.backend, "can_partition_zk", False):
+            self.say("[yellow]partition-zk[/] skipped: this backend cannot cut a ZooKeeper server off its peers")
+            return
+        leader = self.backend.zk_leader()
+        if leader is None:
+            return
+        started = self._fault("partition-zk", f"ZooKeeper server {leader}", "(the leader, cut off from its peers)")
+        self.backend.partition_zk(leader)
+
+        def replaced() -> bool:
+            return self.backend.zk_mode(leader) != "leader" and self.backend.zk_leader() not in (None, leader)
+
+        recovered = self._wait(lambda: replaced() and self._writable())
+        seconds = time.monotonic() - started
+        time.sleep(1.0)
+        self.backend.heal_partition_zk(leader)
+        self._healed("partition-zk", f"ZooKeeper server {leader}")
+        rejoined = self._wait(lambda: self.backend.zk_mode(leader) == "follower")
+        what = "a new leader accepts writes; the old one rejoined as a follower"
+        if recovered and not rejoined:
+            what = "a new leader accepts writes, but the old leader did not rejoin"
+        self._recovered("partition-zk", started, recovered and rejoined, what, seconds)
