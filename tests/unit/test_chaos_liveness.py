@@ -45,7 +45,7 @@ def test_a_master_that_blows_the_budget_fails_the_run_naming_the_fault() -> None
         ev(0.0, "elected", master="m1", epoch=1),
         ev(0.5, "submit-ok", task="a"),
         ev(1.0, "fault", fault="oneway-master", target="m1"),
-        ev(9.0, "heal", fault="oneway-master"),  # it survived the cut: still master, after 8 s of nothing
+        ev(9.0, "healed", fault="oneway-master"),  # it survived the cut: still master, after 8 s of nothing
         ev(9.5, "complete", task="a", worker="w1"),
     ]
     report = check(events, {"a"}, budget=4.0)
@@ -86,16 +86,16 @@ def test_an_unhealable_fault_is_measured_from_its_heal() -> None:
         *steady(0.1, 5.0),
         ev(5.0, "submit-ok", task="stuck"),
         ev(5.1, "fault", fault="zk-quorum-loss", target="ZooKeeper servers 1 and 2"),
-        ev(15.0, "heal", fault="zk-quorum-loss"),  # 10 s without a quorum: no budget can cover that
-        ev(15.0, "recovered", fault="zk-quorum-loss", seconds=2.0),
+        ev(13.0, "healed", fault="zk-quorum-loss"),  # the servers restarted...
+        ev(15.0, "recovered", fault="zk-quorum-loss", seconds=2.0),  # ...and writes accepted: measured from here
         ev(16.5, "complete", task="stuck", worker="w1"),
     ]
     [_, loss] = measure(events, budget=3.0).windows
-    assert loss.healed == 15.0 and round(loss.completion_gap, 3) == 1.5
+    assert loss.measured_from == 15.0 and round(loss.completion_gap, 3) == 1.5
     assert measure(events, budget=3.0).violations == []
-    without_heal = [e for e in events if e["type"] != "heal"]  # then the recovered record marks the heal
-    [_, loss] = measure(without_heal, budget=3.0).windows
-    assert loss.healed == 15.0 and round(loss.completion_gap, 3) == 1.5
+    without_recovery = [e for e in events if e["type"] != "recovered"]  # then from the heal
+    [_, loss] = measure(without_recovery, budget=3.0).windows
+    assert loss.measured_from == 13.0 and round(loss.completion_gap, 3) == 3.5
     assert measure(events, budget=1.0).violations == [
         "liveness: zk-quorum-loss on ZooKeeper servers 1 and 2 left the system without a completion for 1.5 s "
         "(budget 1.0 s)"

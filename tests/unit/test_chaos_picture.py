@@ -27,8 +27,8 @@ def history() -> list[dict]:
         {"t": 105.3, "type": "recovered", "fault": "partition-master", "seconds": 2.3},
         {"t": 106.0, "type": "deposed", "master": "master-1"},
         {"t": 107.0, "type": "fault", "fault": "zk-quorum-loss", "target": "ZooKeeper servers 1 and 2"},
-        {"t": 109.0, "type": "heal", "fault": "zk-quorum-loss"},
-        {"t": 110.0, "type": "recovered", "fault": "zk-quorum-loss", "seconds": 1.0},
+        {"t": 108.0, "type": "healed", "fault": "zk-quorum-loss"},
+        {"t": 109.0, "type": "recovered", "fault": "zk-quorum-loss", "seconds": 1.0},
     ]
     return sorted(events, key=lambda e: e["t"])
 

@@ -16,9 +16,10 @@ little more. A run that blows the budget fails, naming the fault.
   completed) and no completion record written.
 
 Faults that make the system unhealable on purpose (``zk-quorum-loss``: 2 of 3 servers down, no
-quorum, nothing can progress) are measured from their heal, the moment the nemesis sees the
-ensemble accept writes again (the JVMs' start and the ensemble's election are ZooKeeper's time,
-not the system's): the time between a fault's start and its heal is cut out of both measures.
+quorum, nothing can progress) are measured from their heal, taken as the moment the nemesis sees
+the ensemble accept writes again (its ``recovered`` record: the restarted JVMs' start and the
+ensemble's election are ZooKeeper's time, not the system's): the time between such a fault's
+start and then is cut out of both measures.
 
 A stretch is charged, with its whole length, to every fault whose window (from its start to the
 next fault's start) it overlaps: a gap that began in the lull just before a fault is that fault's
@@ -54,8 +55,21 @@ class FaultWindow:
     start: float
     end: float  # the next fault's start, or the end of the history
     healed: float | None  # when the nemesis removed the cause (None: not recorded)
+    recovered: float | None = None  # when the nemesis saw the recovery it waits for (or gave up)
     without_master: float = 0.0  # the longest stretch without an active master charged to this fault
     completion_gap: float = 0.0  # the longest stretch without a completion, work outstanding
+
+    @property
+    def over(self) -> float:
+        """When the fault's cause was gone: its heal, else its recovery, else its window's end."""
+        return next((t for t in (self.healed, self.recovered) if t is not None), self.end)
+
+    @property
+    def measured_from(self) -> float:
+        """From when the fault's stretches count: its start, or for an unhealable fault the quorum's return."""
+        if self.fault not in UNHEALABLE:
+            return self.start
+        return next((t for t in (self.recovered, self.healed) if t is not None), self.end)
 
     def as_dict(self, budget: float | None) -> dict[str, Any]:
         return {
@@ -63,6 +77,7 @@ class FaultWindow:
             "target": self.target,
             "start": self.start,
             "healed": self.healed,
+            "measured_from": self.measured_from,
             "unhealable": self.fault in UNHEALABLE,
             "without_master_s": round(self.without_master, 3),
             "completion_gap_s": round(self.completion_gap, 3),
@@ -118,7 +133,7 @@ def measure(events: list[dict[str, Any]], budget: float | None = None) -> Livene
     events = sorted(events, key=lambda e: e["t"])  # stable: records of one instant keep their order
     first, last = events[0]["t"], events[-1]["t"]
     windows = _windows(events, last)
-    unhealable = [(w.start, w.healed if w.healed is not None else w.end) for w in windows if w.fault in UNHEALABLE]
+    unhealable = [(w.start, w.measured_from) for w in windows if w.fault in UNHEALABLE]
     reigns = _reigns(events, windows, last)
     no_master = _cut(_complement(_active(reigns), reigns[0].start if reigns else first, last), unhealable)
     gaps = _cut(_completion_gaps(events, last), unhealable)
@@ -130,10 +145,8 @@ def measure(events: list[dict[str, Any]], budget: float | None = None) -> Livene
 
 
 def _windows(events: list[dict[str, Any]], last: float) -> list[FaultWindow]:
-    """One window per fault, from its start to the next fault's start; the heal when recorded.
-
-    A fault's heal is its ``heal`` record, else its ``recovered``/``unrecovered`` record (the
-    nemesis records those once the system recovered, after removing the fault's cause)."""
+    """One window per fault, from its start to the next fault's start, with its ``healed`` and
+    ``recovered`` (or ``unrecovered``) records' times when the nemesis wrote them."""
     windows: list[FaultWindow] = []
     for event in events:
         kind = event.get("type")
@@ -141,10 +154,11 @@ def _windows(events: list[dict[str, Any]], last: float) -> list[FaultWindow]:
             if windows:
                 windows[-1].end = event["t"]
             windows.append(FaultWindow(event["fault"], str(event.get("target", "")), event["t"], last, None))
-        elif kind in ("heal", "recovered", "unrecovered") and windows and windows[-1].fault == event.get("fault"):
-            current = windows[-1]
-            if kind == "heal" or current.healed is None:
-                current.healed = event["t"]
+        elif kind in ("healed", "recovered", "unrecovered") and windows and windows[-1].fault == event.get("fault"):
+            if kind == "healed":
+                windows[-1].healed = event["t"]
+            else:
+                windows[-1].recovered = event["t"]
     windows.insert(0, FaultWindow(NO_FAULT, "", events[0]["t"], windows[0].start if windows else last, None))
     return windows
 
@@ -162,8 +176,7 @@ def _reigns(events: list[dict[str, Any]], windows: list[FaultWindow], last: floa
     for reign in reigns:
         for window in windows:
             if window.target == reign.master and reign.start <= window.start < reign.end:
-                healed = window.healed if window.healed is not None else window.end
-                reign.impaired.append((window.start, min(max(healed, window.start), reign.end)))
+                reign.impaired.append((window.start, min(max(window.over, window.start), reign.end)))
     return reigns
 
 

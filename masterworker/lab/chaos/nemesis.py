@@ -215,16 +215,16 @@ class Nemesis:
 
     def _zk_quorum_loss(self) -> None:
         victims = self.rng.sample(self.backend.zk_servers(), 2)
-        self._fault("zk-quorum-loss", f"ZooKeeper servers {' and '.join(victims)}", "(no quorum: no progress)")
+        target = f"ZooKeeper servers {' and '.join(victims)}"
+        self._fault("zk-quorum-loss", target, "(no quorum: no progress)")
         for server in victims:
             self.backend.kill_zk(server)
         time.sleep(max(3.0, self.backend.session_timeout))
         for server in victims:
             self.backend.restart_zk(server)
+        self._healed("zk-quorum-loss", target)
         restarted = time.monotonic()
-        writable = self._wait(self._writable)
-        self.history.record("heal", fault="zk-quorum-loss")  # the quorum is back: liveness counts from here
-        self._recovered("zk-quorum-loss", restarted, writable, "quorum back, writes accepted")
+        self._recovered("zk-quorum-loss", restarted, self._wait(self._writable), "quorum back, writes accepted")
 
     def _reconfig(self) -> None:
         """Grow the ensemble by two servers, then remove them, each in one reconfig (chapter 10).

@@ -86,11 +86,11 @@ def draw(events: list[dict[str, Any]], report: CheckReport, path: Path) -> None:
 
 
 def _bands(axis: Any, live: Liveness, t0: float) -> None:
-    """Each fault from its start to its heal (or its window's end), shaded; unhealable ones darker."""
+    """Each fault from its start to its heal, shaded; unhealable ones grey up to the quorum's return."""
     for window in live.windows:
         if window.fault == NO_FAULT:
             continue
-        until = window.healed if window.healed is not None else window.end
+        until = window.measured_from if window.fault in UNHEALABLE else window.over
         color = "#999999" if window.fault in UNHEALABLE else "#f4a582"
         axis.axvspan(window.start - t0, max(until, window.start + 0.2) - t0, color=color, alpha=0.35, lw=0)
 
