@@ -131,3 +131,16 @@ def test_a_lost_task_is_a_gap_to_the_end_of_the_history() -> None:
 
 def test_an_empty_history_measures_nothing() -> None:
     assert measure([], budget=1.0).violations == [] and check([], set()).ok
+
+
+def test_what_comes_after_the_end_record_is_not_measured() -> None:
+    events = [
+        ev(0.0, "elected", master="m1", epoch=1),
+        ev(1.0, "fault", fault="kill-worker", target="w1"),
+        ev(2.0, "recovered", fault="kill-worker", seconds=1.0),
+        ev(3.0, "end"),
+        ev(3.5, "deposed", master="m1"),  # the run's processes being stopped
+        ev(20.0, "give-back", task="t9", worker="w2"),
+    ]
+    live = measure(events, budget=1.0)
+    assert live.no_master == [] and live.violations == []

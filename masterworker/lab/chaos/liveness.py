@@ -130,7 +130,9 @@ def measure(events: list[dict[str, Any]], budget: float | None = None) -> Livene
     """``events``: the merged history, in time order."""
     if not events:
         return Liveness([], [], [], [], budget)
-    events = sorted(events, key=lambda e: e["t"])  # stable: records of one instant keep their order
+    events = checked(events)
+    if not events:
+        return Liveness([], [], [], [], budget)
     first, last = events[0]["t"], events[-1]["t"]
     windows = _windows(events, last)
     unhealable = [(w.start, w.measured_from) for w in windows if w.fault in UNHEALABLE]
@@ -142,6 +144,14 @@ def measure(events: list[dict[str, Any]], budget: float | None = None) -> Livene
             for window in _charged(windows, start, end):
                 setattr(window, attribute, max(getattr(window, attribute), end - start))
     return Liveness(windows, reigns, no_master, gaps, budget)
+
+
+def checked(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The history in time order, up to the controller's ``end`` record: what comes after it (the
+    processes being stopped one by one, masters handing over as they go) is not the run's."""
+    events = sorted(events, key=lambda e: e["t"])  # stable: records of one instant keep their order
+    end = next((i for i, e in enumerate(events) if e.get("type") == "end"), None)
+    return events if end is None else events[: end + 1]
 
 
 def _windows(events: list[dict[str, Any]], last: float) -> list[FaultWindow]:

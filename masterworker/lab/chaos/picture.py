@@ -4,8 +4,8 @@ Three panels on one time axis, each fault a shaded band across all of them:
 
 1. **masters**: who reigned when (one bar per reign, labelled with its epoch), the impaired parts
    of a reign hatched, the stretches without an active master in red;
-2. **completions per second**, with the completion gaps the checker measured in red and each
-   re-execution marked below the axis;
+2. **completions per second**, with the completion gaps the checker measured in red along the
+   axis, each re-execution marked with a triangle and each duplicate completion with a black X;
 3. **submit-to-done latency** of every task, as points at the time it completed.
 
 Written beside it: ``history.jsonl`` (the merged history the checker read), ``report.json``,
@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from masterworker.lab.chaos.checker import CheckReport
-from masterworker.lab.chaos.liveness import NO_FAULT, UNHEALABLE, Liveness, measure
+from masterworker.lab.chaos.liveness import NO_FAULT, UNHEALABLE, Liveness, checked, measure
 from masterworker.system.errors import MasterworkerError
 
 PALETTE = ("#4c72b0", "#55a868", "#8172b2", "#ccb974", "#64b5cd", "#c44e52")
@@ -58,6 +58,7 @@ def draw(events: list[dict[str, Any]], report: CheckReport, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     live = report.liveness or measure(events)
+    events = checked(events)
     t0 = events[0]["t"] if events else 0.0
     end = (events[-1]["t"] - t0) if events else 1.0
     figure, (lane, rate, latency) = plt.subplots(
@@ -122,17 +123,24 @@ def _completions(axis: Any, events: list[dict[str, Any]], live: Liveness, t0: fl
     for a, b in live.gaps:
         if budget is None or b - a > budget / 2:
             axis.axvspan(a - t0, b - t0, ymin=0, ymax=0.05, color="#d62728" if budget and b - a > budget else "#ff9896")
-    starts = Counter()
-    reexecutions = []
+    starts, completed = Counter(), Counter()
+    reexecutions, duplicates = [], []
     for event in events:
         if event.get("type") == "exec-start":
             starts[event["task"]] += 1
             if starts[event["task"]] > 1:
                 reexecutions.append(event["t"] - t0)
+        elif event.get("type") == "complete":
+            completed[event["task"]] += 1
+            if completed[event["task"]] > 1:  # a second completion record: the checker's duplicate
+                duplicates.append(event["t"] - t0)
     top = max(per_second.values(), default=1)
     if reexecutions:
         axis.plot(reexecutions, [top * 1.08] * len(reexecutions), "v", color="#c44e52", ms=5, label="re-execution")
-        axis.legend(loc="upper right", fontsize=8)
+    if duplicates:
+        axis.plot(duplicates, [top * 0.95] * len(duplicates), "X", color="black", ms=9, label="DUPLICATE completion")
+    if reexecutions or duplicates:
+        axis.legend(loc="upper left", fontsize=8)
     axis.set_ylim(0, top * 1.2)
     axis.set_ylabel("completions\nper second", fontsize=9)
 

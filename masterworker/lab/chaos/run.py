@@ -136,6 +136,7 @@ def drive(
     say("faults over; healing everything")
     backend.heal()
     drain = _drain(observer, nemesis.bound, say)
+    history.record("end")  # the checker's liveness and the picture stop here, before the processes are stopped
     return set(observer.get_children(STATUS)), drain
 
 
