@@ -12,6 +12,11 @@ Caveats a reader should know:
   directory is ours.
 - Every JVM is started so that it dies with the Python process that started it (Linux's
   parent-death signal), and ``stop()`` runs at interpreter exit, so no server outlives us.
+- With a ``peer_network`` (the chaos runs), servers name each other ``mw-zk<N>`` in their
+  membership lines, and each JVM resolves those names through a hosts file of its own
+  (``-Djdk.net.hosts.file``): itself at 127.0.0.1, every peer where the network says, e.g. a
+  proxy on that one link. The membership stays the same text on every server, so a reconfig,
+  which spreads the leader's text to all, changes nothing about who reaches whom how.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ import time
 import weakref
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Protocol
 
 from kazoo.security import make_digest_acl_credential
 from loguru import logger
@@ -85,6 +91,7 @@ class ServerConfig:
     election_port: int
     data_dir: Path
     observer: bool = False  # receives every commit but does not vote (chapter 9)
+    peer_host: str = LOOPBACK  # the host of the peer ports in the membership: an address, or a name (peer_network)
 
     @property
     def address(self) -> str:
@@ -97,7 +104,7 @@ class ServerConfig:
     def server_line(self) -> str:
         """This server as a line of the dynamic configuration (3.5+): peer ports, role; client address."""
         return (
-            f"server.{self.sid}={LOOPBACK}:{self.peer_port}:{self.election_port}:{self.role}"
+            f"server.{self.sid}={self.peer_host}:{self.peer_port}:{self.election_port}:{self.role}"
             f";{LOOPBACK}:{self.client_port}"
         )
 
@@ -121,6 +128,12 @@ LOGBACK_XML = """\
 """
 
 
+class PeerNetwork(Protocol):
+    """Where server ``source`` reaches the peer ports (quorum, election) of server ``target``."""
+
+    def address(self, source: int, target: ServerConfig) -> str: ...
+
+
 class ZooKeeperServer:
     """One ZooKeeper JVM: start, stop, kill -9, pause, restart, and ask it what it is."""
 
@@ -138,6 +151,7 @@ class ZooKeeperServer:
         self.peers = peers
         self.tick_ms = tick_ms
         self.process: subprocess.Popen[bytes] | None = None
+        self.hosts_file: Path | None = None  # names of the peers, for this JVM only (LocalZooKeeper's peer_network)
         self._configured = False  # after the first start the server owns its files (reconfig rewrites them)
 
     # -- configuration -------------------------------------------------------------------
@@ -210,6 +224,7 @@ class ZooKeeperServer:
             f"-Dlogback.configurationFile={data_dir / 'logback.xml'}",
             "-Dzookeeper.jmx.log4j.disable=true",
             "-Dzookeeper.admin.enableServer=false",
+            *([f"-Djdk.net.hosts.file={self.hosts_file}"] if self.hosts_file else []),
             *(
                 [f"-Dzookeeper.DigestAuthenticationProvider.superDigest={self.super_digest}"]
                 if self.super_digest
@@ -383,10 +398,12 @@ class LocalZooKeeper:
         tick_ms: int = 500,
         superuser: str | None = None,
         observers: int = 0,
+        peer_network: PeerNetwork | None = None,
     ) -> None:
         """``superuser="super:PASSWORD"`` makes that digest user bypass every ACL (chapter 6's
         escape hatch for operators; the tests use it to clean up secured trees, the launcher to
-        reconfigure). ``observers`` servers follow without voting (chapter 9)."""
+        reconfigure). ``observers`` servers follow without voting (chapter 9). ``peer_network``
+        decides where each server reaches each other's peer ports (see the module docstring)."""
         if not 1 <= servers <= 7:
             raise ValueError("a local ZooKeeper has 1 to 7 voting servers")
         if not 0 <= observers <= 7:
@@ -403,6 +420,7 @@ class LocalZooKeeper:
             raise PortInUse(f"port {client_port} on {LOOPBACK} is already in use")
         self.superuser = superuser or f"super:{secrets.token_hex(16)}"
         self.super_digest = make_digest_acl_credential(*self.superuser.split(":", 1))
+        self.peer_network = peer_network
         configs = [self._config(sid, observer=sid > servers) for sid in range(1, servers + observers + 1)]
         self.servers = [self._server(c, configs) for c in configs]
         self._next_sid = len(configs) + 1
@@ -412,10 +430,30 @@ class LocalZooKeeper:
         port = self.base_port + sid - 1 if self.base_port is not None else None
         if port is None or port >= 65536 or (check_port and not port_is_free(port)):
             port = free_port()
-        return ServerConfig(sid, port, free_port(), free_port(), self.data_dir / f"server{sid}", observer)
+        peer_host = f"mw-zk{sid}" if self.peer_network is not None else LOOPBACK
+        return ServerConfig(sid, port, free_port(), free_port(), self.data_dir / f"server{sid}", observer, peer_host)
 
     def _server(self, config: ServerConfig, peers: list[ServerConfig]) -> ZooKeeperServer:
-        return ZooKeeperServer(self.install, config, peers, self.tick_ms, self.super_digest)
+        server = ZooKeeperServer(self.install, config, peers, self.tick_ms, self.super_digest)
+        if self.peer_network is not None:
+            server.hosts_file = config.data_dir / "hosts"
+        return server
+
+    def _write_hosts(self) -> None:
+        """Every server's hosts file: itself at 127.0.0.1, each peer where ``peer_network`` says."""
+        if self.peer_network is None:
+            return
+        for server in self.servers:
+            if server.hosts_file is None:
+                continue
+            lines = [f"{LOOPBACK} localhost {socket.gethostname()}"]
+            for peer in self.servers:
+                where = LOOPBACK if peer is server else self.peer_network.address(server.sid, peer.config)
+                lines.append(f"{where} {peer.config.peer_host}")
+            server.hosts_file.parent.mkdir(parents=True, exist_ok=True)
+            tmp = server.hosts_file.with_suffix(".tmp")
+            tmp.write_text("\n".join(lines) + "\n")
+            tmp.replace(server.hosts_file)  # a JVM reads it at each lookup: never half-written
 
     # -- membership (changed by masterworker.zk.reconfig) ------------------------------------
     def voters(self) -> list[ZooKeeperServer]:
@@ -434,6 +472,7 @@ class LocalZooKeeper:
         self._next_sid += 1
         server = self._server(config, [s.config for s in self.servers] + [config])
         self.servers.append(server)
+        self._write_hosts()
         return server
 
     def forget(self, server: ZooKeeperServer) -> None:
@@ -458,6 +497,7 @@ class LocalZooKeeper:
 
     def start(self, timeout: float = 60.0) -> LocalZooKeeper:
         try:
+            self._write_hosts()
             for server in self.servers:
                 server.start()
             self.wait_serving(timeout)

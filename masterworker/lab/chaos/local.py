@@ -4,7 +4,8 @@ Everything the compose demo does to containers, done to processes on this machin
 SIGSTOP/SIGCONT, restarts, and real session expiry through the session each role publishes.
 Every role reaches ZooKeeper through proxies of its own (one per server, ``partition.ProxyGroup``),
 so the nemesis can cut one process off the network, or let its requests through and drop the
-replies, while everything else runs on.
+replies, while everything else runs on. With ``PeerLinks`` as the ensemble's peer network, it
+can also cut one ZooKeeper server off from its peers (its clients still reach it).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 import signal
 from pathlib import Path
 
-from masterworker.lab.chaos.partition import ProxyGroup
+from masterworker.lab.chaos.partition import PeerLinks, ProxyGroup
 from masterworker.lab.processes import MwProcess
 from masterworker.system.history import read_session
 from masterworker.system.zkops import expire_session_id
@@ -23,8 +24,16 @@ from masterworker.zk.server import LocalZooKeeper
 class LocalBackend:
     """Implements ``nemesis.Backend`` over MwProcess and LocalZooKeeper."""
 
-    def __init__(self, zk: LocalZooKeeper, env: dict[str, str], run_dir: Path, session_timeout: float) -> None:
+    def __init__(
+        self,
+        zk: LocalZooKeeper,
+        env: dict[str, str],
+        run_dir: Path,
+        session_timeout: float,
+        peers: PeerLinks | None = None,
+    ) -> None:
         self.zk = zk
+        self.peers = peers
         self.env = env
         self.run_dir = run_dir
         self.session_timeout = session_timeout
@@ -97,6 +106,18 @@ class LocalBackend:
         target = self.zk.server(int(server))
         return target.mode() if target.running else None
 
+    @property
+    def can_partition_zk(self) -> bool:
+        return self.peers is not None
+
+    def partition_zk(self, server: str) -> None:
+        assert self.peers is not None, "partition-zk needs an ensemble started with PeerLinks"
+        self.peers.cut_off(int(server))
+
+    def heal_partition_zk(self, server: str) -> None:
+        if self.peers is not None:
+            self.peers.heal(int(server))
+
     def kill_zk(self, server: str) -> None:
         self.zk.server(int(server)).kill()
 
@@ -122,6 +143,8 @@ class LocalBackend:
             self.resume(role)
         for links in self.links.values():
             links.heal()
+        if self.peers is not None:
+            self.peers.heal()
         for server in self.zk.servers:
             if not server.running:
                 server.restart()

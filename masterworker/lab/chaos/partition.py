@@ -28,7 +28,12 @@ from __future__ import annotations
 
 import contextlib
 import socket
+import struct
 import threading
+import time
+from collections.abc import Callable
+
+from masterworker.zk.server import ServerConfig
 
 OPEN, FROZEN, ONEWAY, STOPPED = "open", "frozen", "oneway", "stopped"
 
@@ -51,11 +56,24 @@ class _Link:
 class PartitionProxy:
     """Forward ``listen`` (default 127.0.0.1, a free port) to ``upstream``; freeze, one-way, heal."""
 
-    def __init__(self, upstream: tuple[str, int], listen: tuple[str, int] = ("127.0.0.1", 0)) -> None:
+    def __init__(
+        self,
+        upstream: tuple[str, int],
+        listen: tuple[str, int] = ("127.0.0.1", 0),
+        patience: float = 0.0,
+        greeting: Callable[[socket.socket], bytes] | None = None,
+    ) -> None:
+        """``patience``: how long to keep trying an upstream that refuses before closing the client's
+        connection. The client's own connect already succeeded (to us), so it cannot see a refusal
+        and retry the way it would without a proxy: a ZooKeeper follower connects to a new leader a
+        moment before that leader listens, and without patience would give up on it for initLimit.
+        ``greeting``: reads the client's opening message and returns what to send in its place."""
         for host in (upstream[0], listen[0]):
             if not host.startswith("127."):
                 raise ValueError(f"a partition proxy stays on loopback (127.0.0.0/8), not {host}")
         self.upstream = upstream
+        self.patience = patience
+        self.greeting = greeting
         self._listener = socket.create_server(listen)
         self.host, self.port = self._listener.getsockname()[:2]
         self._state = OPEN
@@ -127,25 +145,34 @@ class PartitionProxy:
                 client, _ = self._listener.accept()
             except OSError:
                 return
+            threading.Thread(target=self._open, args=(client,), daemon=True).start()
+
+    def _open(self, client: socket.socket) -> None:
+        deadline = time.monotonic() + self.patience
+        while True:
             try:
                 server = socket.create_connection(self.upstream, timeout=5)
-            except OSError:  # the server is down: so is the connection through us
-                client.close()
-                continue
-            server.settimeout(None)
-            link = _Link(client, server)
-            with self._changed:
-                if self._state == STOPPED:
-                    link.close()
+                break
+            except OSError:
+                if time.monotonic() >= deadline or self._state == STOPPED:
+                    client.close()  # the server is down: so is the connection through us
                     return
-                self._links.add(link)
-            for source, target, replies in ((client, server, False), (server, client, True)):
-                threading.Thread(target=self._pump, args=(link, source, target, replies), daemon=True).start()
+                time.sleep(0.05)
+        server.settimeout(None)
+        link = _Link(client, server)
+        with self._changed:
+            if self._state == STOPPED:
+                link.close()
+                return
+            self._links.add(link)
+        for source, target, replies in ((client, server, False), (server, client, True)):
+            threading.Thread(target=self._pump, args=(link, source, target, replies), daemon=True).start()
 
     def _pump(self, link: _Link, source: socket.socket, target: socket.socket, replies: bool) -> None:
+        greet = self.greeting if not replies else None
         try:
             while self._flowing():  # frozen: read nothing, so the bytes wait
-                data = source.recv(65536)
+                data, greet = (greet(source), None) if greet else (source.recv(65536), None)
                 if not data:
                     break
                 if not self._flowing():  # frozen since: hold these bytes until heal
@@ -186,3 +213,81 @@ class ProxyGroup:
     def stop(self) -> None:
         for proxy in self.proxies:
             proxy.stop()
+
+
+class PeerLinks:
+    """Every link between two ZooKeeper servers through a proxy of its own (``LocalZooKeeper``'s
+    ``peer_network``): server S reaches server T's quorum and election ports at 127.77.S.T, the
+    same port numbers, forwarded to T's real ones. A distinct address per direction lets the
+    proxies tell who connects, so ``cut_off(N)`` severs server N from every peer, whichever side
+    opened the connection, while its clients still reach it.
+    """
+
+    def __init__(self) -> None:
+        self.links: dict[tuple[int, int], list[PartitionProxy]] = {}
+        self.configs: dict[int, ServerConfig] = {}
+
+    def address(self, source: int, target: ServerConfig) -> str:
+        host = f"127.77.{source}.{target.sid}"
+        if (source, target.sid) not in self.links:
+            self.configs[target.sid] = target
+            way_back = f"127.77.{target.sid}.{source}"
+
+            def announce(sock: socket.socket) -> bytes:
+                return advertising(f"{way_back}:{self.configs[source].election_port}")(sock)
+
+            quorum = PartitionProxy(("127.0.0.1", target.peer_port), (host, target.peer_port), patience=3.0)
+            election = PartitionProxy(
+                ("127.0.0.1", target.election_port), (host, target.election_port), patience=3.0, greeting=announce
+            )
+            self.links[(source, target.sid)] = [quorum.start(), election.start()]
+        return host
+
+    def _of(self, sid: int) -> list[PartitionProxy]:
+        return [proxy for pair, proxies in self.links.items() if sid in pair for proxy in proxies]
+
+    def cut_off(self, sid: int) -> None:
+        for proxy in self._of(sid):
+            proxy.freeze()
+
+    def heal(self, sid: int | None = None) -> None:
+        for proxy in self._of(sid) if sid is not None else [p for ps in self.links.values() for p in ps]:
+            proxy.heal()
+
+    def stop(self) -> None:
+        for proxies in self.links.values():
+            for proxy in proxies:
+                proxy.stop()
+
+
+def _read_exactly(sock: socket.socket, size: int) -> bytes:
+    chunks, remaining = [], size
+    while remaining:
+        chunk = sock.recv(remaining)
+        if not chunk:
+            raise ConnectionError("closed")
+        chunks.append(chunk)
+        remaining -= len(chunk)
+    return b"".join(chunks)
+
+
+def advertising(address: str) -> Callable[[socket.socket], bytes]:
+    """Rewrite the election address a ZooKeeper server announces when it opens an election link.
+
+    The opening message is: protocol version (a negative long), the server's id (long), the length
+    of its election address (int) and the address ("127.0.0.1:port"). The server receiving it
+    connects *back* to that address when the caller's id is the lower one: straight to the peer,
+    around every proxy. Announcing ``address`` instead (the proxy of the way back) keeps both
+    directions of every election link on a proxy.
+    """
+
+    def rewrite(sock: socket.socket) -> bytes:
+        head = _read_exactly(sock, 8)
+        if struct.unpack(">q", head)[0] >= 0:  # the oldest protocol: the id alone, no address
+            return head
+        sid, length = struct.unpack(">qi", _read_exactly(sock, 12))
+        _read_exactly(sock, length)
+        announced = address.encode()
+        return head + struct.pack(">qi", sid, len(announced)) + announced
+
+    return rewrite

@@ -1,6 +1,8 @@
 """``mw chaos``: a local chaos run (real processes on a real 3-server ensemble) and its report.
 
-1. start a 3-server ensemble, masters and workers (each recording its history);
+1. start a 3-server ensemble whose servers reach each other through proxies (``PeerLinks``),
+   masters and workers, each role reaching ZooKeeper through proxies of its own (each recording
+   its history);
 2. submit tasks at a steady rate while the nemesis injects one fault after another, every
    fault type at least once (a round is never cut short);
 3. heal everything (resume, restart), wait for the backlog to drain (bounded), and
@@ -26,6 +28,7 @@ from masterworker.lab.chaos.liveness import DEFAULT_MARGIN
 from masterworker.lab.chaos.load import LoadGenerator
 from masterworker.lab.chaos.local import LocalBackend
 from masterworker.lab.chaos.nemesis import FAULTS, Backend, Nemesis, schedule
+from masterworker.lab.chaos.partition import PeerLinks
 from masterworker.lab.processes import mw_env
 from masterworker.system.connection import ZkSettings, close_quietly, connect
 from masterworker.system.history import RUN_DIR_ENV, History, read_history
@@ -73,16 +76,20 @@ class LocalChaosRun:
 
     def run(self) -> CheckReport:
         config = self.config
-        with LocalZooKeeper(servers=3, data_dir=self.run_dir / "zookeeper") as zk:
-            self.say(f"3-server ensemble at {zk.connect_string}; run directory {self.run_dir}")
-            env = mw_env(zk.connect_string, config.session_timeout) | {RUN_DIR_ENV: str(self.run_dir)}
-            backend = LocalBackend(zk, env, self.run_dir, config.session_timeout)
-            observer = connect(ZkSettings(hosts=zk.connect_string, session_timeout=10))
-            try:
-                records, drain = self._run(backend, observer)
-            finally:
-                backend.stop_all()
-                close_quietly(observer)
+        peers = PeerLinks()
+        try:
+            with LocalZooKeeper(servers=3, data_dir=self.run_dir / "zookeeper", peer_network=peers) as zk:
+                self.say(f"3-server ensemble at {zk.connect_string}; run directory {self.run_dir}")
+                env = mw_env(zk.connect_string, config.session_timeout) | {RUN_DIR_ENV: str(self.run_dir)}
+                backend = LocalBackend(zk, env, self.run_dir, config.session_timeout, peers)
+                observer = connect(ZkSettings(hosts=zk.connect_string, session_timeout=10))
+                try:
+                    records, drain = self._run(backend, observer)
+                finally:
+                    backend.stop_all()
+                    close_quietly(observer)
+        finally:
+            peers.stop()
         return finish(config, self.run_dir, records, drain)
 
     def _run(self, backend: LocalBackend, observer: KazooClient) -> tuple[set[str], float | None]:
