@@ -144,3 +144,22 @@ def test_what_comes_after_the_end_record_is_not_measured() -> None:
     ]
     live = measure(events, budget=1.0)
     assert live.no_master == [] and live.violations == []
+
+
+def test_a_cut_off_zookeeper_leader_counts_from_writable_and_a_finished_fault_is_not_blamed() -> None:
+    events = [
+        ev(0.0, "elected", master="m1", epoch=1),
+        ev(1.0, "fault", fault="reconfig", target="the ZooKeeper ensemble"),
+        ev(4.0, "recovered", fault="reconfig", seconds=3.0),
+        ev(4.4, "submit-ok", task="a"),  # the gap begins after reconfig was over...
+        ev(4.5, "fault", fault="partition-zk", target="ZooKeeper server 3"),  # ...and is this fault's doing
+        ev(10.0, "writable", fault="partition-zk"),  # the leader held on for syncLimit ticks: ZooKeeper's time
+        ev(11.0, "healed", fault="partition-zk"),
+        ev(11.2, "complete", task="a", worker="w1"),
+        ev(11.5, "recovered", fault="partition-zk", seconds=5.5),
+    ]
+    windows = {w.fault: w for w in measure(events, budget=2.0).windows}
+    assert windows["reconfig"].completion_gap == 0.0
+    assert windows["partition-zk"].measured_from == 10.0
+    assert round(windows["partition-zk"].completion_gap, 3) == 1.2
+    assert measure(events, budget=2.0).violations == []

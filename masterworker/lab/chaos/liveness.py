@@ -15,16 +15,20 @@ little more. A run that blows the budget fails, naming the fault.
 - **completion gap**: a stretch with work outstanding (a task acknowledged and not yet
   completed) and no completion record written.
 
-Faults that make the system unhealable on purpose (``zk-quorum-loss``: 2 of 3 servers down, no
-quorum, nothing can progress) are measured from their heal, taken as the moment the nemesis sees
-the ensemble accept writes again (its ``recovered`` record: the restarted JVMs' start and the
-ensemble's election are ZooKeeper's time, not the system's): the time between such a fault's
-start and then is cut out of both measures.
+Faults inside ZooKeeper that leave no quorum to write to are measured from the moment ZooKeeper
+accepts writes again: until then no client can progress, and how long ZooKeeper takes is its own
+doing (the restarted JVMs' start, its election, its failure detection of ``syncLimit`` ticks),
+not masterworker's. ``zk-quorum-loss`` (2 of 3 servers down: unhealable on purpose until the
+nemesis restarts them) counts from its ``recovered`` record (the quorum back, writes accepted),
+``partition-zk`` (the leader cut off from its peers: it holds on for ``syncLimit`` ticks, 5 s with
+the launcher's settings, before the others elect a new one) from its ``writable`` record. The
+time between such a fault's start and then is cut out of both measures.
 
-A stretch is charged, with its whole length, to every fault whose window (from its start to the
-next fault's start) it overlaps: a gap that began in the lull just before a fault is that fault's
-doing, and one that runs on into the next fault names both. Only stretches that overlap no fault
-are charged to ``(no fault)``.
+A stretch is charged, with its whole length, to every fault under way at some moment of it
+(from the fault's start to its heal or recovery): a gap that began in the lull just before a
+fault is that fault's doing, and one that runs on into the next fault names both. A stretch no
+fault was under way for is charged to the fault whose window (from its start to the next
+fault's start) it began in, or to ``(no fault)`` before the first.
 """
 
 from __future__ import annotations
@@ -32,7 +36,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-UNHEALABLE = frozenset({"zk-quorum-loss"})  # no progress is possible until the nemesis heals them
+UNHEALABLE = frozenset({"zk-quorum-loss", "partition-zk"})  # no writes until ZooKeeper serves again
 NO_FAULT = "(no fault)"
 DEFAULT_MARGIN = 3.0  # seconds on top of the session timeout; see README ("Liveness") for the measurements
 
@@ -56,6 +60,7 @@ class FaultWindow:
     end: float  # the next fault's start, or the end of the history
     healed: float | None  # when the nemesis removed the cause (None: not recorded)
     recovered: float | None = None  # when the nemesis saw the recovery it waits for (or gave up)
+    writable: float | None = None  # when the nemesis saw ZooKeeper accept writes again (partition-zk)
     without_master: float = 0.0  # the longest stretch without an active master charged to this fault
     completion_gap: float = 0.0  # the longest stretch without a completion, work outstanding
 
@@ -66,10 +71,16 @@ class FaultWindow:
 
     @property
     def measured_from(self) -> float:
-        """From when the fault's stretches count: its start, or for an unhealable fault the quorum's return."""
+        """From when the fault's stretches count: its start, or when ZooKeeper accepted writes again."""
         if self.fault not in UNHEALABLE:
             return self.start
-        return next((t for t in (self.recovered, self.healed) if t is not None), self.end)
+        return next((t for t in (self.writable, self.recovered, self.healed) if t is not None), self.end)
+
+    @property
+    def under_way(self) -> tuple[float, float]:
+        """From its start to its heal or recovery, whichever came first."""
+        ends = [t for t in (self.healed, self.recovered) if t is not None]
+        return self.start, min(ends) if ends else self.end
 
     def as_dict(self, budget: float | None) -> dict[str, Any]:
         return {
@@ -78,6 +89,7 @@ class FaultWindow:
             "start": self.start,
             "healed": self.healed,
             "measured_from": self.measured_from,
+            "writable": self.writable,
             "unhealable": self.fault in UNHEALABLE,
             "without_master_s": round(self.without_master, 3),
             "completion_gap_s": round(self.completion_gap, 3),
@@ -164,13 +176,14 @@ def _windows(events: list[dict[str, Any]], last: float) -> list[FaultWindow]:
             if windows:
                 windows[-1].end = event["t"]
             windows.append(FaultWindow(event["fault"], str(event.get("target", "")), event["t"], last, None))
-        elif kind in ("healed", "recovered", "unrecovered") and windows and windows[-1].fault == event.get("fault"):
-            if kind == "healed":
-                windows[-1].healed = event["t"]
-            else:
-                windows[-1].recovered = event["t"]
+        elif kind in ("healed", "writable", "recovered", "unrecovered") and windows[-1:] and ours(windows[-1], event):
+            setattr(windows[-1], "recovered" if kind == "unrecovered" else kind, event["t"])
     windows.insert(0, FaultWindow(NO_FAULT, "", events[0]["t"], windows[0].start if windows else last, None))
     return windows
+
+
+def ours(window: FaultWindow, event: dict[str, Any]) -> bool:
+    return window.fault == event.get("fault")
 
 
 def _reigns(events: list[dict[str, Any]], windows: list[FaultWindow], last: float) -> list[Reign]:
@@ -253,7 +266,6 @@ def _cut(stretches: list[tuple[float, float]], removed: list[tuple[float, float]
 
 
 def _charged(windows: list[FaultWindow], start: float, end: float) -> list[FaultWindow]:
-    """The windows a stretch overlaps; ``(no fault)`` only when it overlaps no fault."""
-    overlapped = [w for w in windows if w.start < end and start < w.end]
-    faults = [w for w in overlapped if w.fault != NO_FAULT]
-    return faults or overlapped
+    """The faults under way during a stretch; else the window it began in."""
+    faults = [w for w in windows if w.fault != NO_FAULT and w.under_way[0] <= end and start < w.under_way[1]]
+    return faults or [w for w in windows if w.start <= start < w.end][:1]

@@ -310,6 +310,7 @@ class Nemesis:
 
         recovered = self._wait(lambda: replaced() and self._writable())
         seconds = time.monotonic() - started
+        self.history.record("writable", fault="partition-zk")  # ZooKeeper serves again: liveness counts from here
         time.sleep(1.0)
         self.backend.heal_partition_zk(leader)
         self._healed("partition-zk", f"ZooKeeper server {leader}")
