@@ -63,6 +63,10 @@ def test_unknown_faults_and_switches_are_bad_input() -> None:
     assert result.returncode == 2 and result.stderr.startswith("error: unknown fault(s) kill-everything")
     result = run_mw("chaos", "--break", "gravity")
     assert result.returncode == 2 and "unknown --break 'gravity'" in result.stderr
+    result = run_mw("chaos", "--liveness-margin", "-1")
+    assert result.returncode == 2 and "--liveness-margin must not be negative" in result.stderr
+    result = run_mw("chaos", "--report", "/etc/hostname")
+    assert result.returncode == 2 and "--report /etc/hostname: not a directory" in result.stderr
 
 
 def test_the_shared_nemesis_drives_the_docker_backend(roles, zk, zk_hosts: str, tmp_path: Path) -> None:

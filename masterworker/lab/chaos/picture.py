@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import base64
 import html
+import io
 import json
 from collections import Counter
 from pathlib import Path
@@ -62,7 +63,7 @@ def draw(events: list[dict[str, Any]], report: CheckReport, path: Path) -> None:
     t0 = events[0]["t"] if events else 0.0
     end = (events[-1]["t"] - t0) if events else 1.0
     figure, (lane, rate, latency) = plt.subplots(
-        3, 1, figsize=(12, 6.5), sharex=True, gridspec_kw={"height_ratios": [1.1, 1.6, 1.6]}, dpi=80
+        3, 1, figsize=(12, 6.5), sharex=True, gridspec_kw={"height_ratios": [1.0, 2.0, 1.5]}, dpi=80
     )
     for axis in (lane, rate, latency):
         _bands(axis, live, t0)
@@ -82,8 +83,19 @@ def draw(events: list[dict[str, Any]], report: CheckReport, path: Path) -> None:
         fontsize=11,
     )
     figure.tight_layout()
-    figure.savefig(path)
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png")
     plt.close(figure)
+    small(buffer, path)
+
+
+def small(buffer: io.BytesIO, path: Path) -> None:
+    """Down to 128 colours (Pillow comes with matplotlib): a third of the bytes, the same picture."""
+    from PIL import Image
+
+    buffer.seek(0)
+    with Image.open(buffer) as image:
+        image.convert("RGB").quantize(128).save(path, optimize=True)
 
 
 def _bands(axis: Any, live: Liveness, t0: float) -> None:
@@ -107,18 +119,17 @@ def _masters(axis: Any, live: Liveness, t0: float) -> None:
         axis.annotate(f"e{reign.epoch}", (reign.start - t0, row + 0.38), fontsize=7, va="bottom", annotation_clip=False)
     for a, b in live.no_master:
         axis.axvspan(a - t0, b - t0, ymin=0, ymax=0.06, color="#d62728")
-    faults = [w for w in live.windows if w.fault != NO_FAULT]
-    for n, window in enumerate(faults):  # staggered, so that faults close together stay readable
-        axis.annotate(window.fault, (window.start - t0, len(masters) - 0.5 + 0.45 * (n % 2)), fontsize=7)
     axis.set_yticks(range(len(masters)), masters)
-    axis.set_ylim(-0.6, len(masters) + 0.5)
+    axis.set_ylim(-0.6, len(masters) - 0.2)
     axis.set_ylabel("reigning\nmaster", fontsize=9)
 
 
 def _completions(axis: Any, events: list[dict[str, Any]], live: Liveness, t0: float, end: float) -> None:
-    per_second = Counter(int(e["t"] - t0) for e in events if e.get("type") == "complete")
-    seconds = range(int(end) + 1)
-    axis.step(seconds, [per_second.get(s, 0) for s in seconds], where="post", color="#4c72b0", lw=1.2)
+    width = 1.0 if end > 60 else 0.5 if end > 20 else 0.25  # bins of a second, finer for a short run
+    bins = Counter(int((e["t"] - t0) / width) for e in events if e.get("type") == "complete")
+    per_second = {n: count / width for n, count in bins.items()}
+    slots = range(int(end / width) + 1)
+    axis.step([n * width for n in slots], [per_second.get(n, 0) for n in slots], where="post", color="#4c72b0", lw=1.2)
     budget = live.budget
     for a, b in live.gaps:
         if budget is None or b - a > budget / 2:
@@ -135,13 +146,16 @@ def _completions(axis: Any, events: list[dict[str, Any]], live: Liveness, t0: fl
             if completed[event["task"]] > 1:  # a second completion record: the checker's duplicate
                 duplicates.append(event["t"] - t0)
     top = max(per_second.values(), default=1)
+    for window in live.windows:  # upright at each band's start: faults close together stay readable
+        if window.fault != NO_FAULT:
+            axis.text(window.start - t0, top * 1.55, f" {window.fault}", rotation=90, fontsize=7, va="top", ha="left")
     if reexecutions:
         axis.plot(reexecutions, [top * 1.08] * len(reexecutions), "v", color="#c44e52", ms=5, label="re-execution")
     if duplicates:
         axis.plot(duplicates, [top * 0.95] * len(duplicates), "X", color="black", ms=9, label="DUPLICATE completion")
     if reexecutions or duplicates:
-        axis.legend(loc="upper left", fontsize=8)
-    axis.set_ylim(0, top * 1.2)
+        axis.legend(loc="upper right", fontsize=8)
+    axis.set_ylim(0, top * 1.6)
     axis.set_ylabel("completions\nper second", fontsize=9)
 
 
@@ -159,7 +173,9 @@ def _latency(axis: Any, events: list[dict[str, Any]], t0: float) -> None:
     if points:
         axis.scatter(*zip(*points, strict=True), s=7, color="#2ca02c", alpha=0.6, lw=0)
         axis.set_yscale("log")
+        axis.yaxis.set_major_locator(matplotlib_ticker().LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
         axis.yaxis.set_major_formatter(matplotlib_ticker().FormatStrFormatter("%g"))
+        axis.yaxis.set_minor_formatter(matplotlib_ticker().NullFormatter())
     axis.set_ylabel("submit to done\n(seconds)", fontsize=9)
 
 
