@@ -36,7 +36,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-UNHEALABLE = frozenset({"zk-quorum-loss", "partition-zk"})  # no writes until ZooKeeper serves again
+# Faults that leave ZooKeeper unable to write for a while (zk-quorum-loss on purpose, partition-zk for syncLimit ticks)
+ZOOKEEPER_OUTAGES = frozenset({"zk-quorum-loss", "partition-zk"})
 NO_FAULT = "(no fault)"
 DEFAULT_MARGIN = 3.0  # seconds on top of the session timeout; see README ("Liveness") for the measurements
 
@@ -65,20 +66,15 @@ class FaultWindow:
     completion_gap: float = 0.0  # the longest stretch without a completion, work outstanding
 
     @property
-    def over(self) -> float:
-        """When the fault's cause was gone: its heal, else its recovery, else its window's end."""
-        return next((t for t in (self.healed, self.recovered) if t is not None), self.end)
-
-    @property
     def measured_from(self) -> float:
         """From when the fault's stretches count: its start, or when ZooKeeper accepted writes again."""
-        if self.fault not in UNHEALABLE:
+        if self.fault not in ZOOKEEPER_OUTAGES:
             return self.start
         return next((t for t in (self.writable, self.recovered, self.healed) if t is not None), self.end)
 
     @property
     def under_way(self) -> tuple[float, float]:
-        """From its start to its heal or recovery, whichever came first."""
+        """From its start to its heal or recovery, whichever came first (else its window's end)."""
         ends = [t for t in (self.healed, self.recovered) if t is not None]
         return self.start, min(ends) if ends else self.end
 
@@ -90,7 +86,7 @@ class FaultWindow:
             "healed": self.healed,
             "measured_from": self.measured_from,
             "writable": self.writable,
-            "unhealable": self.fault in UNHEALABLE,
+            "zookeeper_outage": self.fault in ZOOKEEPER_OUTAGES,
             "without_master_s": round(self.without_master, 3),
             "completion_gap_s": round(self.completion_gap, 3),
             "within_budget": None if budget is None else max(self.without_master, self.completion_gap) <= budget,
@@ -147,7 +143,7 @@ def measure(events: list[dict[str, Any]], budget: float | None = None) -> Livene
         return Liveness([], [], [], [], budget)
     first, last = events[0]["t"], events[-1]["t"]
     windows = _windows(events, last)
-    unhealable = [(w.start, w.measured_from) for w in windows if w.fault in UNHEALABLE]
+    unhealable = [(w.start, w.measured_from) for w in windows if w.fault in ZOOKEEPER_OUTAGES]
     reigns = _reigns(events, windows, last)
     no_master = _cut(_complement(_active(reigns), reigns[0].start if reigns else first, last), unhealable)
     gaps = _cut(_completion_gaps(events, last), unhealable)
@@ -199,7 +195,7 @@ def _reigns(events: list[dict[str, Any]], windows: list[FaultWindow], last: floa
     for reign in reigns:
         for window in windows:
             if window.target == reign.master and reign.start <= window.start < reign.end:
-                reign.impaired.append((window.start, min(max(window.over, window.start), reign.end)))
+                reign.impaired.append((window.start, min(max(window.under_way[1], window.start), reign.end)))
     return reigns
 
 

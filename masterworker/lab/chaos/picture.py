@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from masterworker.lab.chaos.checker import CheckReport
-from masterworker.lab.chaos.liveness import NO_FAULT, UNHEALABLE, Liveness, checked, measure
+from masterworker.lab.chaos.liveness import NO_FAULT, ZOOKEEPER_OUTAGES, Liveness, checked, measure
 from masterworker.system.errors import MasterworkerError
 
 PALETTE = ("#4c72b0", "#55a868", "#8172b2", "#ccb974", "#64b5cd", "#c44e52")
@@ -103,8 +103,8 @@ def _bands(axis: Any, live: Liveness, t0: float) -> None:
     for window in live.windows:
         if window.fault == NO_FAULT:
             continue
-        until = window.measured_from if window.fault in UNHEALABLE else window.over
-        color = "#999999" if window.fault in UNHEALABLE else "#f4a582"
+        until = window.measured_from if window.fault in ZOOKEEPER_OUTAGES else window.under_way[1]
+        color = "#999999" if window.fault in ZOOKEEPER_OUTAGES else "#f4a582"
         axis.axvspan(window.start - t0, max(until, window.start + 0.2) - t0, color=color, alpha=0.35, lw=0)
 
 
