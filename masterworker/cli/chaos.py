@@ -61,7 +61,7 @@ def chaos_command(
         typer.Option(
             "--report",
             help="Write the history, a picture of the run (chaos.png) and a page (index.html) into this directory "
-            "(needs matplotlib: pip install 'masterworker[plot]').",
+            "(needs matplotlib: pip install 'masterworker\\[plot]').",
         ),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
