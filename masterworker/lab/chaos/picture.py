@@ -90,9 +90,13 @@ def draw(events: list[dict[str, Any]], report: CheckReport, path: Path) -> None:
 
 
 def small(buffer: io.BytesIO, path: Path) -> None:
-    """Down to 128 colours (Pillow comes with matplotlib): a third of the bytes, the same picture."""
-    from PIL import Image
-
+    """Down to 128 colours: a third of the bytes, the same picture. Pillow is matplotlib's own
+    dependency, not ours: without it the picture is written as drawn."""
+    try:
+        from PIL import Image
+    except ImportError:
+        path.write_bytes(buffer.getvalue())
+        return
     buffer.seek(0)
     with Image.open(buffer) as image:
         image.convert("RGB").quantize(128).save(path, optimize=True)
