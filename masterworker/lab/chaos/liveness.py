@@ -24,11 +24,11 @@ nemesis restarts them) counts from its ``recovered`` record (the quorum back, wr
 the launcher's settings, before the others elect a new one) from its ``writable`` record. The
 time between such a fault's start and then is cut out of both measures.
 
-A stretch is charged, with its whole length, to every fault under way at some moment of it
-(from the fault's start to its heal or recovery): a gap that began in the lull just before a
-fault is that fault's doing, and one that runs on into the next fault names both. A stretch no
-fault was under way for is charged to the fault whose window (from its start to the next
-fault's start) it began in, or to ``(no fault)`` before the first.
+A stretch is charged, with its whole length, to the fault under way (from its start to its heal
+or recovery) when the stretch began; else to the first fault that started during it (a gap that
+began in the lull just before a fault is that fault's doing); else to the fault whose window
+(from its start to the next fault's start) it began in, or to ``(no fault)`` before the first.
+A stretch that runs on past its fault's heal into the next fault stays its own fault's.
 """
 
 from __future__ import annotations
@@ -262,6 +262,8 @@ def _cut(stretches: list[tuple[float, float]], removed: list[tuple[float, float]
 
 
 def _charged(windows: list[FaultWindow], start: float, end: float) -> list[FaultWindow]:
-    """The faults under way during a stretch; else the window it began in."""
-    faults = [w for w in windows if w.fault != NO_FAULT and w.under_way[0] <= end and start < w.under_way[1]]
-    return faults or [w for w in windows if w.start <= start < w.end][:1]
+    """The fault(s) a stretch is charged to; see the module docstring."""
+    faults = [w for w in windows if w.fault != NO_FAULT]
+    under_way = [w for w in faults if w.under_way[0] <= start < w.under_way[1]]
+    began = [w for w in faults if start < w.start <= end][:1]
+    return under_way or began or [w for w in windows if w.start <= start < w.end][:1]
