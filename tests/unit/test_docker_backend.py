@@ -120,3 +120,34 @@ def test_no_engine_is_one_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent/docker.sock")
     with pytest.raises(MasterworkerError, match="(no Docker engine is reachable|needs the docker SDK)"):
         docker_from_env()
+
+
+class FakeObserver:
+    """Just enough of a KazooClient for ``drive``: a master, every worker, nothing pending."""
+
+    def exists(self, path: str) -> bool:
+        return True
+
+    def get_children(self, path: str) -> list[str]:
+        return ["worker-1", "worker-2", "worker-3"] if path == "/workers" else []
+
+
+def test_the_network_faults_are_left_out_of_the_docker_schedule_and_say_why(world, tmp_path: Path) -> None:
+    from masterworker.lab.chaos.nemesis import NETWORK_FAULTS
+    from masterworker.lab.chaos.run import ChaosConfig, drive
+    from masterworker.system.history import History
+
+    backend, containers = world
+    said: list[str] = []
+    history = History(tmp_path / "history" / "chaos.jsonl")
+    config = ChaosConfig(duration=0.1, faults=NETWORK_FAULTS)
+    records, drain = drive(config, backend, FakeObserver(), history, said.append, 0.0)  # type: ignore[arg-type]
+    assert records == set() and drain is not None
+    for fault in NETWORK_FAULTS:
+        assert any(line.startswith(f"[yellow]{fault}[/] left out: host networking") for line in said), said
+    assert not (tmp_path / "history" / "chaos.jsonl").read_text()  # no fault fired
+    assert all(c.calls == [] for c in containers.values() if c.labels["mw.role"] != "load")
+    with pytest.raises(MasterworkerError, match="host networking"):
+        backend.partition("master-1")
+    with pytest.raises(MasterworkerError, match="host networking"):
+        backend.partition_zk("1")

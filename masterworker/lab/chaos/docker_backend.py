@@ -7,6 +7,14 @@ the same effect, the process stops running and its session runs out); a restart 
 ``container.start()``. Sessions are expired from the session files every role publishes in
 the shared ``/run/mw`` volume, exactly as the local backend does.
 
+What it cannot do: the network faults (``nemesis.NETWORK_FAULTS``). Every container shares the
+host's network (compose/host-network.yml) and reaches ZooKeeper straight at zkN:2181, its servers
+each other at zkN:2888/3888: there is no link of one container's own to cut. Cutting one would
+take iptables on the host (we change no host firewall) or a network per container for
+``docker network disconnect`` (we create no network), or routing every role through proxies of
+the chaos service, which compose starts last. ``UNSUPPORTED`` names them, and ``drive`` leaves
+them out of this backend's schedule; ``mw chaos`` runs them locally.
+
 Tested two ways: its logic with a fake docker client (tests/unit/test_docker_backend.py), and
 the whole compose demo against a real engine, dockerd of its own, in tests/compose/.
 """
@@ -23,6 +31,14 @@ from masterworker.zk.fourletter import four_letter, parse_lines
 
 ROLE = "mw.role"
 ID = "mw.id"
+_NO_LINKS = "host networking: no link of one container's own to cut (see docker_backend.py)"
+UNSUPPORTED = {
+    "reconfig": "compose's ensemble is static",
+    "partition-master": _NO_LINKS,
+    "partition-worker": _NO_LINKS,
+    "oneway-master": _NO_LINKS,
+    "partition-zk": _NO_LINKS,
+}
 
 
 def docker_from_env() -> Any:
@@ -40,7 +56,9 @@ def docker_from_env() -> Any:
 
 
 class DockerBackend:
-    """Implements ``nemesis.Backend`` over a compose project's containers."""
+    """Implements ``nemesis.Backend`` over a compose project's containers (but the faults in ``UNSUPPORTED``)."""
+
+    unsupported = UNSUPPORTED
 
     def __init__(
         self,
@@ -104,16 +122,34 @@ class DockerBackend:
     def zk_servers(self) -> list[str]:
         return sorted(self._containers("zookeeper"))
 
+    def zk_mode(self, server: str) -> str | None:
+        container = self._containers("zookeeper")[server]
+        host = container.labels.get("mw.host", container.name)
+        try:
+            return parse_lines(four_letter(host, self.zk_port, "srvr")).get("Mode")
+        except OSError:
+            return None
+
     def zk_leader(self) -> str | None:
-        for sid, container in self._containers("zookeeper").items():
-            host = container.labels.get("mw.host", container.name)
-            try:
-                mode = parse_lines(four_letter(host, self.zk_port, "srvr")).get("Mode")
-            except OSError:
-                continue
-            if mode in ("leader", "standalone"):
+        for sid in self._containers("zookeeper"):
+            if self.zk_mode(sid) in ("leader", "standalone"):
                 return sid
         return None
+
+    def partition(self, role: str) -> None:
+        raise MasterworkerError(f"partition-master/partition-worker: {_NO_LINKS}")
+
+    def partition_oneway(self, role: str) -> None:
+        raise MasterworkerError(f"oneway-master: {_NO_LINKS}")
+
+    def heal_partition(self, role: str) -> None:
+        """Nothing was cut."""
+
+    def partition_zk(self, server: str) -> None:
+        raise MasterworkerError(f"partition-zk: {_NO_LINKS}")
+
+    def heal_partition_zk(self, server: str) -> None:
+        """Nothing was cut."""
 
     def kill_zk(self, server: str) -> None:
         self._containers("zookeeper")[server].kill(signal="SIGKILL")

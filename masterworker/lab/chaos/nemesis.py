@@ -73,9 +73,9 @@ class Backend(Protocol):
 
 
 def schedule(faults: tuple[str, ...], seed: int) -> Iterator[str]:
-    """Every fault once in a seeded order, then again in another order, forever."""
+    """Every fault once in a seeded order, then again in another order, forever (no faults: none)."""
     rng = random.Random(seed)
-    while True:
+    while faults:
         order = list(faults)
         rng.shuffle(order)
         yield from order
@@ -145,6 +145,7 @@ class Nemesis:
 
     def _healed(self, fault: str, target: str) -> None:
         self.history.record("healed", fault=fault, target=target)
+        self.say(f"  healed: {target} is connected again")
 
     def _recovered(self, fault: str, started: float, ok: bool, what: str, seconds: float | None = None) -> None:
         seconds = time.monotonic() - started if seconds is None else seconds
@@ -269,25 +270,21 @@ class Nemesis:
             return
         started = self._fault(fault, active[0], detail)
         cut(active[0])
-        recovered = self._wait(lambda: self._new_master(active[1]))
-        seconds = time.monotonic() - started
+        self._recovered(fault, started, self._wait(lambda: self._new_master(active[1])), "a backup took over")
         time.sleep(1.0)  # stay cut off a little longer: the zombie reconnects into a world that moved on
         self.backend.heal_partition(active[0])
         self._healed(fault, active[0])
-        self._recovered(fault, started, recovered, "a backup took over; the network healed", seconds)
 
     def _partition_worker(self) -> None:
         worker, held = self.busy_worker()
         started = self._fault("partition-worker", worker, f"holding {len(held)} task(s) (cut off the network)")
         self.backend.partition(worker)
-        recovered = self._wait(lambda: self._done(held))
-        seconds = time.monotonic() - started
+        self._recovered(
+            "partition-worker", started, self._wait(lambda: self._done(held)), "its tasks were done elsewhere"
+        )
         time.sleep(0.5)
         self.backend.heal_partition(worker)
         self._healed("partition-worker", worker)
-        self._recovered(
-            "partition-worker", started, recovered, "its tasks were done elsewhere; the network healed", seconds
-        )
 
     def _partition_zk(self) -> None:
         """Cut the ZooKeeper leader off from its peers (its clients still reach it).
@@ -315,7 +312,7 @@ class Nemesis:
         self.backend.heal_partition_zk(leader)
         self._healed("partition-zk", f"ZooKeeper server {leader}")
         rejoined = self._wait(lambda: self.backend.zk_mode(leader) == "follower")
-        what = "a new leader accepts writes; the old one rejoined as a follower"
+        what = "a new leader accepted writes (the old one rejoined as a follower since)"
         if recovered and not rejoined:
-            what = "a new leader accepts writes, but the old leader did not rejoin"
+            what = "a new leader accepted writes, but the old leader did not rejoin"
         self._recovered("partition-zk", started, recovered and rejoined, what, seconds)

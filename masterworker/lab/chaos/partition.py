@@ -32,8 +32,10 @@ import struct
 import threading
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
-from masterworker.zk.server import ServerConfig
+if TYPE_CHECKING:
+    from masterworker.zk.server import ServerConfig
 
 OPEN, FROZEN, ONEWAY, STOPPED = "open", "frozen", "oneway", "stopped"
 

@@ -119,6 +119,11 @@ def drive(
 ) -> tuple[set[str], float | None]:
     """The part both backends share: load, faults, heal, drain. Returns the completion records."""
     nemesis = Nemesis(backend, observer, history, config.seed, say=say)
+    unsupported: dict[str, str] = getattr(backend, "unsupported", {})
+    for fault in config.faults:
+        if fault in unsupported:
+            say(f"[yellow]{fault}[/] left out: {unsupported[fault]}")
+    faults = tuple(f for f in config.faults if f not in unsupported)
     if not poll_until(
         lambda: observer.exists(MASTER) and len(observer.get_children(WORKERS)) >= len(backend.workers()), 120
     ):
@@ -131,8 +136,8 @@ def drive(
         load.start()
     time.sleep(min(2.0, config.duration / 10))
     fired: set[str] = set()
-    for fault in schedule(config.faults, config.seed):
-        if time.monotonic() - started > config.duration and fired >= set(config.faults):
+    for fault in schedule(faults, config.seed):
+        if time.monotonic() - started > config.duration and fired >= set(faults):
             break
         nemesis.inject(fault)
         fired.add(fault)
