@@ -223,7 +223,7 @@ class Nemesis:
         time.sleep(max(3.0, self.backend.session_timeout))
         for server in victims:
             self.backend.restart_zk(server)
-        self._healed("zk-quorum-loss", target)
+        self.history.record("healed", fault="zk-quorum-loss", target=target)  # restarted; liveness waits for writes
         restarted = time.monotonic()
         self._recovered("zk-quorum-loss", restarted, self._wait(self._writable), "quorum back, writes accepted")
 
