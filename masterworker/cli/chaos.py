@@ -9,7 +9,9 @@ from typing import Annotated
 import typer
 
 from masterworker.cli.common import DEFAULTS, LogLevel, console, err_console, friendly_errors, setup
+from masterworker.lab.chaos.liveness import DEFAULT_MARGIN
 from masterworker.lab.chaos.nemesis import FAULTS
+from masterworker.lab.chaos.picture import require_matplotlib
 from masterworker.lab.chaos.run import BREAKS, ChaosConfig, LocalChaosRun, render, run_docker
 from masterworker.system.errors import BadInput
 
@@ -46,12 +48,29 @@ def chaos_command(
     zk: Annotated[
         str, typer.Option("--zk", envvar="MW_ZK", help="With --backend docker: the ensemble.")
     ] = "zk1:2181,zk2:2181,zk3:2181",
+    liveness_margin: Annotated[
+        float,
+        typer.Option(
+            "--liveness-margin",
+            help="Seconds on top of the session timeout: the longest a healable fault may leave the system "
+            "without a master or without a completion before the run fails.",
+        ),
+    ] = DEFAULT_MARGIN,
+    report_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--report",
+            help="Write the history, a picture of the run (chaos.png) and a page (index.html) into this directory "
+            "(needs matplotlib: pip install 'masterworker\\[plot]').",
+        ),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
     log_level: LogLevel = "ERROR",
 ) -> None:
     """Run masters, workers and a 3-server ensemble locally; break them while tasks flow; check the history.
 
-    Exit code 0 when no acknowledged task was lost and none was completed twice; 1 otherwise.
+    Exit code 0 when no acknowledged task was lost, none was completed twice and no fault left the
+    system without a master or without progress for longer than the budget; 1 otherwise.
     """
     setup(DEFAULTS["zk"], session_timeout, log_level, False)
     chosen = tuple(f.strip() for f in faults.split(",") if f.strip())
@@ -64,6 +83,12 @@ def chaos_command(
         raise BadInput("--duration must be positive and --rate between 0 and 500 tasks/s")
     if session_timeout < 1:
         raise BadInput("--session-timeout must be at least 1 second (ZooKeeper's minimum)")
+    if liveness_margin < 0:
+        raise BadInput("--liveness-margin must not be negative")
+    if report_dir is not None:
+        require_matplotlib()
+        if report_dir.exists() and not report_dir.is_dir():
+            raise BadInput(f"--report {report_dir}: not a directory")
     config = ChaosConfig(
         duration=duration,
         rate=rate,
@@ -72,6 +97,8 @@ def chaos_command(
         session_timeout=session_timeout,
         breaks=breaks,
         run_dir=run_dir,
+        liveness_margin=liveness_margin,
+        report_dir=report_dir,
     )
     if backend not in ("local", "docker"):
         raise BadInput(f"unknown --backend {backend!r}: choose local or docker")
@@ -90,4 +117,6 @@ def chaos_command(
     else:
         render(console, report)
         console.print(f"history, logs and report.json in {where}", highlight=False)
+        if report_dir is not None:
+            console.print(f"picture of the run: {report_dir / 'chaos.png'} (and {report_dir / 'index.html'})")
     raise typer.Exit(0 if report.ok else 1)

@@ -333,6 +333,8 @@ class Master:
         self.elected.set()  # last: whoever waits for it finds the history and the log written
 
     def _become_backup(self) -> None:
+        if self.state is not MasterState.BACKUP:
+            self.history.record("deposed", master=self.id)  # the chaos checker's liveness (lab/chaos/liveness.py)
         self.state = MasterState.BACKUP
         self.elected.clear()
         self.token = None

@@ -316,6 +316,7 @@ class AsyncMaster:
         was_active = self.state in (MasterState.ELECTED, MasterState.PAUSED)
         if was_active:
             logger.warning("{} steps down: {}", self.id, why)
+            self.history.record("deposed", master=self.id, why=why)  # the chaos checker's liveness
         self._generation += 1  # callbacks of what we started as master are stale from now on
         self.state, self.token, self.cluster = MasterState.BACKUP, None, Cluster()
         self._dead_found = []

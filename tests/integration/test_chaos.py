@@ -18,6 +18,12 @@ def chaos(tmp_path: Path, *args: str) -> tuple[int, dict]:
     }
 
 
+# The one-way cut keeps the master's session alive while it can do nothing: the masters do not let go
+# of /master yet (issue 13's gray failure), so the checker fails the run on its liveness budget.
+# When they do, this set must become empty: the assertion below says so.
+GRAY_FAILURES_NOT_YET_HANDLED = {"oneway-master"}
+
+
 def mw_processes_of(run_dir: Path) -> list[int]:
     pids = []
     for entry in Path("/proc").iterdir():
@@ -35,8 +41,11 @@ def mw_processes_of(run_dir: Path) -> list[int]:
 @pytest.mark.timeout(400)
 def test_a_short_chaos_run_with_every_fault_loses_nothing_and_duplicates_nothing(tmp_path: Path) -> None:
     code, report = chaos(tmp_path, "--duration", "30", "--seed", "1")
-    assert code == 0, report
-    assert report["ok"] and report["violations"] == []
+    assert "liveness" in report, report
+    over = {w["fault"] for w in report["liveness"]["windows"] if w["within_budget"] is False}
+    assert over == GRAY_FAILURES_NOT_YET_HANDLED, report["violations"]
+    assert code == (1 if over else 0)
+    assert [v for v in report["violations"] if not v.startswith("liveness: ")] == []
     assert report["lost"] == 0 and report["duplicates"] == 0
     assert report["acknowledged"] > 100
     assert report["completion_records"] >= report["acknowledged"]
@@ -83,6 +92,10 @@ def test_unknown_faults_and_switches_are_bad_input() -> None:
     assert result.returncode == 2 and result.stderr.startswith("error: unknown fault(s) kill-everything")
     result = run_mw("chaos", "--break", "gravity")
     assert result.returncode == 2 and "unknown --break 'gravity'" in result.stderr
+    result = run_mw("chaos", "--liveness-margin", "-1")
+    assert result.returncode == 2 and "--liveness-margin must not be negative" in result.stderr
+    result = run_mw("chaos", "--report", "/etc/hostname")
+    assert result.returncode == 2 and "--report /etc/hostname: not a directory" in result.stderr
 
 
 def test_the_shared_nemesis_drives_the_docker_backend(roles, zk, zk_hosts: str, tmp_path: Path) -> None:

@@ -8,7 +8,9 @@ ZooKeeper holds at the end (the completion records), and decides:
   record, or one overwrote the other);
 - **phantom**: a completion record for a task nobody submitted (only submits whose outcome is
   unknown may explain one);
-- re-executions are counted, not condemned: execution is at-least-once by design.
+- re-executions are counted, not condemned: execution is at-least-once by design;
+- **liveness** (``liveness.py``): per fault, the time without an active master and the longest
+  gap in completions, held against a budget (the session timeout plus a margin).
 
 A violation makes ``mw chaos`` exit non-zero.
 """
@@ -18,6 +20,8 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from typing import Any
+
+from masterworker.lab.chaos.liveness import Liveness, measure
 
 
 @dataclass
@@ -35,6 +39,7 @@ class CheckReport:
     faults: Counter = field(default_factory=Counter)
     recoveries: dict[str, list[float]] = field(default_factory=dict)
     drain_seconds: float | None = None
+    liveness: Liveness | None = None
 
     @property
     def violations(self) -> list[str]:
@@ -45,6 +50,8 @@ class CheckReport:
         ]
         if len(self.phantoms) > self.unknown_submits:
             found += [f"phantom: {task} was completed but never submitted" for task in self.phantoms]
+        if self.liveness is not None:
+            found += self.liveness.violations
         return found
 
     @property
@@ -72,12 +79,16 @@ class CheckReport:
                 if times
             },
             "drain_seconds": None if self.drain_seconds is None else round(self.drain_seconds, 3),
+            "liveness": None if self.liveness is None else self.liveness.as_dict(),
         }
 
 
-def check(events: list[dict[str, Any]], records: set[str], drain_seconds: float | None = None) -> CheckReport:
-    """``events``: the merged history; ``records``: task names with a ``/status`` node at the end."""
-    report = CheckReport(drain_seconds=drain_seconds, completion_records=len(records))
+def check(
+    events: list[dict[str, Any]], records: set[str], drain_seconds: float | None = None, budget: float | None = None
+) -> CheckReport:
+    """``events``: the merged history, in time order; ``records``: task names with a ``/status`` node at
+    the end; ``budget``: the liveness budget in seconds (None: measure, judge nothing)."""
+    report = CheckReport(drain_seconds=drain_seconds, completion_records=len(records), liveness=measure(events, budget))
     acknowledged: set[str] = set()
     completions: dict[str, list[str]] = defaultdict(list)
     executions: Counter = Counter()

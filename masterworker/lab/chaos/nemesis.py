@@ -216,12 +216,14 @@ class Nemesis:
 
     def _zk_quorum_loss(self) -> None:
         victims = self.rng.sample(self.backend.zk_servers(), 2)
-        self._fault("zk-quorum-loss", f"ZooKeeper servers {' and '.join(victims)}", "(no quorum: no progress)")
+        target = f"ZooKeeper servers {' and '.join(victims)}"
+        self._fault("zk-quorum-loss", target, "(no quorum: no progress)")
         for server in victims:
             self.backend.kill_zk(server)
         time.sleep(max(3.0, self.backend.session_timeout))
         for server in victims:
             self.backend.restart_zk(server)
+        self.history.record("healed", fault="zk-quorum-loss", target=target)  # restarted; liveness waits for writes
         restarted = time.monotonic()
         self._recovered("zk-quorum-loss", restarted, self._wait(self._writable), "quorum back, writes accepted")
 
@@ -305,6 +307,7 @@ class Nemesis:
 
         recovered = self._wait(lambda: replaced() and self._writable())
         seconds = time.monotonic() - started
+        self.history.record("writable", fault="partition-zk")  # ZooKeeper serves again: liveness counts from here
         time.sleep(1.0)
         self.backend.heal_partition_zk(leader)
         self._healed("partition-zk", f"ZooKeeper server {leader}")

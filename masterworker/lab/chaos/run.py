@@ -24,6 +24,7 @@ from rich.console import Console
 from rich.table import Table
 
 from masterworker.lab.chaos.checker import CheckReport, check
+from masterworker.lab.chaos.liveness import DEFAULT_MARGIN
 from masterworker.lab.chaos.load import LoadGenerator
 from masterworker.lab.chaos.local import LocalBackend
 from masterworker.lab.chaos.nemesis import FAULTS, Backend, Nemesis, schedule
@@ -35,7 +36,10 @@ from masterworker.system.protocol import MASTER, STATUS, TASKS, WORKERS
 from masterworker.system.zkops import poll_until
 from masterworker.zk.server import LocalZooKeeper
 
-BREAKS = {"completion": "workers complete with two separate writes, NodeExists taken as success (the book's way)"}
+BREAKS = {
+    "completion": "workers complete with two separate writes, NodeExists taken as success (the book's way)",
+    "fencing": "masters assign without checking their fencing token (mw master --no-fencing)",
+}
 
 
 @dataclass
@@ -51,6 +55,12 @@ class ChaosConfig:
     task_argv: tuple[str, ...] = ("sh", "-c", "sleep 0.2")
     breaks: str | None = None
     run_dir: Path | None = None
+    liveness_margin: float = DEFAULT_MARGIN  # the liveness budget is the session timeout plus this
+    report_dir: Path | None = None  # mw chaos --report: the history, a picture and a page
+
+    @property
+    def budget(self) -> float:
+        return self.session_timeout + self.liveness_margin
 
 
 class LocalChaosRun:
@@ -80,15 +90,15 @@ class LocalChaosRun:
                     close_quietly(observer)
         finally:
             peers.stop()
-        report = check(read_history(self.run_dir), records, drain)
-        (self.run_dir / "report.json").write_text(json.dumps(report.as_dict(), indent=2))
-        return report
+        return finish(config, self.run_dir, records, drain)
 
     def _run(self, backend: LocalBackend, observer: KazooClient) -> tuple[set[str], float | None]:
         config = self.config
+        master_args = ["--no-fencing"] if config.breaks == "fencing" else []
         for n in range(1, config.masters + 1):
-            backend.start(f"master-{n}", ["master", "--id", f"master-{n}"])
-        worker_args = ["--slots", str(config.slots)] + (["--unsafe-completion"] if config.breaks else [])
+            backend.start(f"master-{n}", ["master", "--id", f"master-{n}", *master_args])
+        unsafe = ["--unsafe-completion"] if config.breaks == "completion" else []
+        worker_args = ["--slots", str(config.slots), *unsafe]
         for n in range(1, config.workers + 1):
             backend.start(f"worker-{n}", ["worker", "--id", f"worker-{n}", *worker_args])
         if config.breaks:
@@ -138,6 +148,7 @@ def drive(
     say("faults over; healing everything")
     backend.heal()
     drain = _drain(observer, nemesis.bound, say)
+    history.record("end")  # the checker's liveness and the picture stop here, before the processes are stopped
     return set(observer.get_children(STATUS)), drain
 
 
@@ -177,8 +188,18 @@ def run_docker(
         records, drain = drive(config, backend, observer, history, say, started)
     finally:
         close_quietly(observer)
-    report = check(read_history(run_dir), records, drain)
+    return finish(config, run_dir, records, drain)
+
+
+def finish(config: ChaosConfig, run_dir: Path, records: set[str], drain: float | None) -> CheckReport:
+    """Check the history; write report.json, and with ``--report`` the history and its picture."""
+    events = read_history(run_dir)
+    report = check(events, records, drain, budget=config.budget)
     (run_dir / "report.json").write_text(json.dumps(report.as_dict(), indent=2))
+    if config.report_dir is not None:
+        from masterworker.lab.chaos.picture import write_report
+
+        write_report(config.report_dir, events, report)
     return report
 
 
@@ -211,7 +232,18 @@ def render(console: Console, report: CheckReport) -> None:
             fault, str(count), str(times.get("count", 0)), str(times.get("mean", "-")), str(times.get("max", "-"))
         )
     console.print(faults)
+    if report.liveness is not None:
+        budget = report.liveness.budget
+        title = "liveness: worst per fault (seconds)" + (f", budget {budget:g} s" if budget is not None else "")
+        live = Table(title=title)
+        for column in ("fault", "without a master", "completion gap", "verdict"):
+            live.add_column(column, justify="right" if column != "fault" else "left")
+        for fault, worst in report.liveness.worst().items():
+            over = budget is not None and max(worst.values()) > budget
+            verdict = "[bold red]over budget[/]" if over else ("[green]ok[/]" if budget is not None else "-")
+            live.add_row(fault, f"{worst['without_master_s']:.2f}", f"{worst['completion_gap_s']:.2f}", verdict)
+        console.print(live)
     for violation in report.violations[:20]:
         console.print(f"[bold red]violation:[/] {violation}", highlight=False, soft_wrap=True)
     if report.ok:
-        console.print("[bold green]no acknowledged task lost, no task completed twice[/]")
+        console.print("[bold green]no acknowledged task lost, no task completed twice, every fault within budget[/]")
