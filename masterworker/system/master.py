@@ -112,6 +112,7 @@ from masterworker.system.zkops import (
     failure,
     give_up_master,
     owns_ephemeral,
+    session_id,
     wait_connected,
 )
 
@@ -274,9 +275,17 @@ class Master:
 
     # -- election (ch. 3) ---------------------------------------------------------------------
     def _elect_or_watch(self) -> None:
-        """A backup's check: is there an active master? If not, run; either way, keep a watch."""
-        if self.client.exists(MASTER, watch=self._watch(MasterGone())) is None:
+        """A backup's check: is there an active master? If not, run; either way, keep a watch.
+
+        /master held by our own session while we are a backup means our election happened but its
+        reply was lost on the way: give it up, so that an election runs at once."""
+        stat = self.client.exists(MASTER, watch=self._watch(MasterGone()))
+        if stat is None:
             self._run_for_master()
+        elif stat.ephemeralOwner == session_id(self.client):
+            logger.warning("/master is held by our own session, yet we are a backup: giving it up for an election")
+            give_up_master(self.client)
+            self._dirty.run = True
         else:
             self._announce_backup()
 
@@ -323,14 +332,17 @@ class Master:
         self._announced_backup = True
 
     def _become_master(self, token: Token) -> None:
-        self._bootstrap()
+        """We hold /master: believe it first. A ConnectionLoss in anything after the election must
+        not leave a master that holds /master yet thinks it is a backup (found by the chaos run:
+        33 s with no master, every backup watching a /master nobody acted on)."""
         self.token = token
         self.state = MasterState.ELECTED
         self._resync = True
         self._announced_backup = False
         self.history.record("elected", master=self.id, epoch=token.number)
         logger.success("{} elected master (epoch {})", self.id, token.number)
-        self.elected.set()  # last: whoever waits for it finds the history and the log written
+        self.elected.set()  # whoever waits for it finds the history and the log written
+        self._bootstrap()  # the parents again, idempotently; a failure here is retried by the resync
 
     def _become_backup(self) -> None:
         if self.state is not MasterState.BACKUP:

@@ -256,6 +256,9 @@ class AsyncMaster:
             return
         if result.value is None:
             self._then(self.client.get_children_async(EPOCH), self._on_tokens)
+        elif result.value.ephemeralOwner == session_id(self.client):  # our election's reply was lost
+            logger.warning("/master is held by our own session, yet we are a backup: giving it up for an election")
+            self.client.delete_async(MASTER, version=result.value.version)
         elif not self._announced_backup:
             self._announced_backup = True
             logger.info("another master is active; {} is a backup watching /master", self.id)

@@ -195,3 +195,19 @@ def test_a_master_zookeeper_no_longer_answers_closes_its_session_and_a_backup_ta
         wait_until(lambda: cut_off.connected and not first.elected.is_set(), 20, "m1 back, as a backup")
         assert master_id(zk) == "m2"
         print(f"{impl} {cut}: backup elected {took:.1f} s after the cut; sessions closed by m1: {first.guard.gave_up}")
+
+
+def test_a_master_holding_master_while_it_believes_it_is_a_backup_gives_it_up(
+    roles: Roles, zk: KazooClient, impl: str
+) -> None:
+    """Its election happened but the reply, or a call right after, was lost: the session holds
+    /master and the process thinks it is a backup. Every backup would watch that /master for ever
+    (33 s without a master in a chaos run, until the session happened to expire)."""
+    ensure_nodes(zk)
+    own = roles.client()
+    own.create("/master", b"m1", ephemeral=True)
+    master = IMPLEMENTATIONS[impl](own, "m1", session_timeout=SESSION_TIMEOUT)
+    roles._start(master, own)
+    wait_until(master.elected.is_set, 15, "m1 to give /master up and win a real election")
+    roles.worker("w1")
+    probe(zk, "after a master that held /master unawares")
