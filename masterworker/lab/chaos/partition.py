@@ -34,6 +34,8 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from masterworker.lab.chaos.proxy import read_exactly
+
 if TYPE_CHECKING:
     from masterworker.zk.server import ServerConfig
 
@@ -262,17 +264,6 @@ class PeerLinks:
                 proxy.stop()
 
 
-def _read_exactly(sock: socket.socket, size: int) -> bytes:
-    chunks, remaining = [], size
-    while remaining:
-        chunk = sock.recv(remaining)
-        if not chunk:
-            raise ConnectionError("closed")
-        chunks.append(chunk)
-        remaining -= len(chunk)
-    return b"".join(chunks)
-
-
 def advertising(address: str) -> Callable[[socket.socket], bytes]:
     """Rewrite the election address a ZooKeeper server announces when it opens an election link.
 
@@ -284,11 +275,11 @@ def advertising(address: str) -> Callable[[socket.socket], bytes]:
     """
 
     def rewrite(sock: socket.socket) -> bytes:
-        head = _read_exactly(sock, 8)
+        head = read_exactly(sock, 8)
         if struct.unpack(">q", head)[0] >= 0:  # the oldest protocol: the id alone, no address
             return head
-        sid, length = struct.unpack(">qi", _read_exactly(sock, 12))
-        _read_exactly(sock, length)
+        sid, length = struct.unpack(">qi", read_exactly(sock, 12))
+        read_exactly(sock, length)
         announced = address.encode()
         return head + struct.pack(">qi", sid, len(announced)) + announced
 

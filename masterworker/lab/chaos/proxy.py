@@ -103,9 +103,9 @@ class DroppingProxy:
         first = True  # the connect request has no request header
         try:
             while True:
-                header = _read_exactly(src, 4)
+                header = read_exactly(src, 4)
                 (length,) = struct.unpack(">i", header)
-                body = _read_exactly(src, length)
+                body = read_exactly(src, length)
                 op = None if first or length < 8 else struct.unpack(">ii", body[:8])[1]
                 first = False
                 with self._lock:
@@ -141,7 +141,7 @@ class DroppingProxy:
                 sock.close()
 
 
-def _read_exactly(sock: socket.socket, size: int) -> bytes:
+def read_exactly(sock: socket.socket, size: int) -> bytes:
     chunks, remaining = [], size
     while remaining:
         chunk = sock.recv(remaining)
