@@ -90,8 +90,10 @@ def throughput(
             measured.append(round_costs(before, system.snapshot(), tasks))
     result = BenchResult(name)
     result.figures = {
-        "system": system_kind, "client": client, "prefetch": "default" if prefetch is None else prefetch,
-        "tasks": tasks, "rounds": rounds, "warmup": warmup, "workers": workers, "slots": slots, "submit": submit,
+        "system": system_kind, "client": client,
+        "prefetch": None if system_kind == "book" else "default" if prefetch is None else prefetch,
+        "tasks": tasks, "rounds": rounds, "warmup": warmup, "workers": workers,
+        "slots": None if system_kind == "book" else slots, "submit": submit,
         **summarize(measured),
         "done_after_submit_p50_ms": round(1000 * percentile(done, 50), 1),  # the last round, from its start
         "done_after_submit_p99_ms": round(1000 * percentile(done, 99), 1),
