@@ -106,7 +106,7 @@ def test_the_book_system_without_its_classes_is_refused_in_one_line() -> None:
     result = run_mw("bench", "throughput", "--system", "book", env=env)
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert result.stderr.strip().splitlines() == [
-        "error: --system book needs --book-classpath (or MW_BOOK_CLASSPATH): see tools/book-example.sh"
+        "error: the book's system needs --book-classpath (or MW_BOOK_CLASSPATH): see tools/book-example.sh"
     ]
 
 

@@ -35,13 +35,13 @@ JVM_OPTIONS = ("-Xmx128m", "-XX:+UseSerialGC")
 def book_java(classpath: str | None) -> str:
     """The java binary to run the book's classes, or BadInput saying in one line what is missing."""
     if not classpath:
-        raise BadInput("--system book needs --book-classpath (or MW_BOOK_CLASSPATH): see tools/book-example.sh")
+        raise BadInput("the book's system needs --book-classpath (or MW_BOOK_CLASSPATH): see tools/book-example.sh")
     first = Path(classpath.split(":", 1)[0])
     if not (first / PACKAGE.replace(".", "/") / "Master.class").is_file() and not first.suffix == ".jar":
         raise BadInput(f"no compiled {PACKAGE}.Master under {first}: build it with tools/book-example.sh")
     java = shutil.which("java")
     if java is None:
-        raise BadInput("--system book needs java on PATH (apt-get install -y default-jre-headless)")
+        raise BadInput("the book's system needs java on PATH (apt-get install -y default-jre-headless)")
     return java
 
 
