@@ -13,7 +13,8 @@ import typer
 from kazoo.hosts import collect_hosts
 
 from masterworker.cli.common import LogLevel, console, err_console, friendly_errors, setup
-from masterworker.lab.bench import scenarios, table
+from masterworker.lab.bench import scenarios, table, versus
+from masterworker.lab.bench.book_system import book_java
 from masterworker.lab.bench.report import plot, render
 from masterworker.system.connection import validate_hosts
 from masterworker.system.errors import BadInput
@@ -28,6 +29,12 @@ class Scenario(enum.StrEnum):
     orphans = "orphans"
     scale = "scale"
     table = "table"
+    versus_book = "versus-book"
+
+
+class SystemKind(enum.StrEnum):
+    mw = "mw"
+    book = "book"
 
 
 class ClientMode(enum.StrEnum):
@@ -86,6 +93,23 @@ def bench_command(
             "count (count /status children, collect nothing).",
         ),
     ] = ClientMode.collect,
+    system: Annotated[
+        SystemKind,
+        typer.Option(
+            "--system",
+            help="throughput: mw, or book (the book's Java system: 1 master, 1 backup, the workers; "
+            "needs --book-classpath).",
+        ),
+    ] = SystemKind.mw,
+    book_classpath: Annotated[
+        str | None,
+        typer.Option(
+            "--book-classpath",
+            envvar="MW_BOOK_CLASSPATH",
+            help="The book's compiled classes and their jars (tools/book-example.sh prints it); "
+            "for --system book and versus-book.",
+        ),
+    ] = None,
     rounds: Annotated[
         int, typer.Option("--rounds", min=1, max=20, help="throughput, exec, table: measured rounds (min/median/max).")
     ] = 3,
@@ -125,7 +149,8 @@ def bench_command(
 
     throughput and exec report tasks/s, ZooKeeper requests per task and CPU-ms per task (each
     process and in all, ZooKeeper included), min/median/max over --rounds, and the conditions.
-    mw bench table measures the README's performance table again and prints it as Markdown.
+    mw bench table measures the README's performance table again and prints it as Markdown;
+    mw bench versus-book measures mw side by side with the book's Java system, rounds alternating.
     """
     setup("127.0.0.1:2181", session_timeout, log_level, False)
     if zk is not None:
@@ -133,6 +158,20 @@ def bench_command(
     if plot_file is not None and scenario is not Scenario.scale:
         raise BadInput("--plot goes with the scale scenario")
     first_round = (tasks or 1000) if warmup is None else warmup  # throughput, exec: unmeasured tasks
+    if system is SystemKind.book or scenario is Scenario.versus_book:
+        if scenario not in (Scenario.throughput, Scenario.versus_book):
+            raise BadInput("--system book goes with throughput (and versus-book)")
+        if zk is not None:
+            raise BadInput("the book's system runs on the bench's own ZooKeeper (absolute paths, no chroot): drop --zk")
+        book_java(book_classpath)  # one line on what is missing, before anything starts
+    if scenario is Scenario.versus_book:
+        say = lambda label: err_console.print(f"measuring {label}", highlight=False)  # noqa: E731
+        run = versus.measure(book_classpath, tasks or 1000, first_round, rounds, say)
+        if as_json:
+            console.print_json(json.dumps(run))
+        else:
+            console.out(versus.markdown(run), highlight=False)
+        return
     if scenario is Scenario.table:
         say = lambda label: err_console.print(f"measuring {label}", highlight=False)  # noqa: E731
         rows = table.measure(zk, tasks or 1000, first_round, rounds, say)
@@ -144,7 +183,7 @@ def bench_command(
     run = {
         Scenario.throughput: lambda: scenarios.throughput(
             zk, tasks or 1000, workers, submit.value, prefetch=prefetch, warmup=first_round,
-            client=client.value, rounds=rounds,
+            client=client.value, rounds=rounds, system_kind=system.value, book_classpath=book_classpath,
         ),
         Scenario.exec: lambda: scenarios.exec_tasks(
             zk, tasks or 1000, workers, prefetch=prefetch, warmup=first_round, client=client.value, rounds=rounds

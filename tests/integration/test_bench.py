@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -12,7 +13,7 @@ from masterworker.lab.bench.system import BenchSystem
 from masterworker.system.client import check_backlog, submit_payloads
 from masterworker.system.errors import BacklogFull
 from masterworker.system.protocol import STATUS, TASKS
-from tests.helpers import run_mw
+from tests.helpers import _command_lines, run_mw
 
 
 def bench(*args: str) -> dict:
@@ -98,3 +99,32 @@ def test_submit_refuses_new_tasks_past_the_backlog_cap(zk, mw_env) -> None:
 def test_bench_only_targets_loopback() -> None:
     result = run_mw("bench", "throughput", "--zk", "192.0.2.1:2181")
     assert result.returncode == 2 and "only runs against ZooKeeper on this machine" in result.stderr
+
+
+def test_the_book_system_without_its_classes_is_refused_in_one_line() -> None:
+    env = {k: v for k, v in os.environ.items() if k != "MW_BOOK_CLASSPATH"}
+    result = run_mw("bench", "throughput", "--system", "book", env=env)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines() == [
+        "error: the book's system needs --book-classpath (or MW_BOOK_CLASSPATH): see tools/book-example.sh"
+    ]
+
+
+def _book_jvms() -> set[int]:
+    return {pid for pid, line in _command_lines() if "org.apache.zookeeper.book." in line}
+
+
+@pytest.mark.skipif(not os.environ.get("MW_BOOK_CLASSPATH"), reason="MW_BOOK_CLASSPATH not set (tools/book-example.sh)")
+def test_versus_book_drives_both_systems_with_one_client_and_stops_the_jvms() -> None:
+    """The book's JVMs run, cost CPU that is counted, and are gone at the end; no speed is asserted."""
+    before = _book_jvms()
+    run = bench("versus-book", "--tasks", "40", "--rounds", "1")
+    assert _book_jvms() <= before
+    rows = {(row["system"], row["client"]): row for row in run["rows"]}
+    assert set(rows) == {(s, c) for s in ("book", "mw") for c in ("book", "collect")}
+    assert all(row["rounds"] == 1 and row["stalled"] == [] for row in rows.values())
+    book = rows[("book", "book")]["cpu_ms_per_task_by_process"]
+    assert {"book-master-1", "book-master-2", "book-worker-1", "book-worker-3", "zookeeper"} <= set(book)
+    assert book["book-master-1"] > 0  # the active master's JVM assigned the tasks
+    assert rows[("mw", "collect")]["cpu_ms_per_task_by_process"]["master-2"] is not None  # mw with a backup too
+    assert all(run["ratios"][client]["median"] > 0 for client in ("book", "collect"))

@@ -14,6 +14,7 @@ from typing import Any
 
 from kazoo.exceptions import NoNodeError
 
+from masterworker.lab.bench.book_system import start_book_system
 from masterworker.lab.bench.clients import CHUNK, RUNNERS, TRIVIAL
 from masterworker.lab.bench.costs import conditions, round_costs, summarize
 from masterworker.lab.bench.system import BenchSystem
@@ -51,6 +52,9 @@ def throughput(
     warmup: int = 0,
     client: str = "collect",
     rounds: int = 3,
+    system_kind: str = "mw",
+    book_classpath: str | None = None,
+    backups: int = 0,
 ) -> BenchResult:
     """N tasks submitted at once to 1 master and W workers, ``rounds`` times: tasks/s and what each task cost.
 
@@ -58,15 +62,23 @@ def throughput(
     interpreted Java until its JIT compiler has seen the hot paths, and the first round measures
     that more than masterworker. ``prefetch=None`` starts the workers as a user does (no flag).
     Each round's costs cover that round only (``costs.py``); the figures are the medians, with
-    min and max beside them.
+    min and max beside them. ``system_kind="book"`` measures the book's Java system instead
+    (``book_system.py``: 1 master, 1 backup, W workers; slots and prefetch do not apply);
+    ``backups`` adds backup masters to mw's (idle, as the book's backup is).
     """
     batch = None if submit == "single" else CHUNK
     run = RUNNERS[client]
     budget = 120 + tasks / 50
     with BenchSystem(zk) as system:
-        system.start_master()
-        for n in range(1, workers + 1):
-            system.start_worker(f"worker-{n}", slots=slots, prefetch=prefetch)
+        if system_kind == "book":
+            start_book_system(system, book_classpath, workers)
+        else:
+            system.start_master()
+            for n in range(1, workers + 1):
+                system.start_worker(f"worker-{n}", slots=slots, prefetch=prefetch)
+            system.ready(workers)
+            for n in range(2, backups + 2):
+                system.start_master(f"master-{n}")
         system.ready(workers)
         when = conditions(system.zookeeper_version(), warmup)
         if warmup:
@@ -78,8 +90,10 @@ def throughput(
             measured.append(round_costs(before, system.snapshot(), tasks))
     result = BenchResult(name)
     result.figures = {
-        "client": client, "prefetch": "default" if prefetch is None else prefetch,
-        "tasks": tasks, "rounds": rounds, "warmup": warmup, "workers": workers, "slots": slots, "submit": submit,
+        "system": system_kind, "client": client,
+        "prefetch": None if system_kind == "book" else "default" if prefetch is None else prefetch,
+        "tasks": tasks, "rounds": rounds, "warmup": warmup, "workers": workers,
+        "slots": None if system_kind == "book" else slots, "submit": submit,
         **summarize(measured),
         "done_after_submit_p50_ms": round(1000 * percentile(done, 50), 1),  # the last round, from its start
         "done_after_submit_p99_ms": round(1000 * percentile(done, 99), 1),

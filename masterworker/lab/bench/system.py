@@ -71,6 +71,11 @@ class BenchSystem:
             admin.delete(self._chroot, recursive=True)
             close_quietly(admin)
 
+    @property
+    def embedded(self) -> LocalZooKeeper | None:
+        """The bench's own server (None with ``--zk``)."""
+        return self._embedded
+
     # -- roles ----------------------------------------------------------------------------------
     def start(self, name: str, *args: str) -> MwProcess:
         env = mw_env(self.hosts, self.session_timeout, self.log_level)
