@@ -501,7 +501,7 @@ class Master:
             return
         self._recovering[worker] = submission_order(tasks)
         if tasks:
-            logger.warning("recovering {} task(s) of dead worker {}", len(tasks), worker)
+            logger.info("dead worker {} left {} task(s) under {}", worker, len(tasks), assign_dir(worker))
 
     def _recover_some(self) -> None:
         """One chunk of one dead worker's leftovers (``master_core.recovery``); once none is left,
@@ -520,6 +520,8 @@ class Master:
                     logger.error("{} of dead worker {} failed: {}", task, worker, "gave up after its workers died")
             back = [task for task, done in written if done.kind is Leftover.ORPHAN]
             self.cluster.requeue(back)
+            if back:
+                logger.warning("recovered {} task(s) of dead worker {}: back in {}", len(back), worker, TASKS)
             return
         del self._recovering[worker]
         txn = self._transaction()
