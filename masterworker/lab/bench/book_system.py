@@ -19,10 +19,10 @@ CPU is counted over each round like every other, and the warm-up round warms its
 from __future__ import annotations
 
 import json
-import select
+import queue
 import shutil
 import subprocess
-import time
+import threading
 from pathlib import Path
 
 from masterworker.lab.bench.system import BenchSystem
@@ -83,19 +83,25 @@ class BookDriverProcess(MwProcess):
             stderr=self._log,
             preexec_fn=_die_with_parent,  # noqa: PLW1509 - as the ZooKeeper JVMs: none outlives the bench
         )
+        self._lines: queue.Queue[bytes | None] = queue.Queue()
+        threading.Thread(target=self._read, name="book-client-stdout", daemon=True).start()
 
     def answer(self, timeout: float) -> dict:
         """The driver's next JSON line (its client's own lines, session events, are skipped)."""
-        deadline = time.monotonic() + timeout
-        while (left := deadline - time.monotonic()) > 0:
-            if not select.select([self.proc.stdout], [], [], left)[0]:
-                break
-            line = self.proc.stdout.readline()
-            if not line:
-                raise RuntimeError(f"the book's client (Java) exited: see {self.log_path}")
+        try:
+            line = self._lines.get(timeout=timeout)
+        except queue.Empty:
+            raise TimeoutError(f"the book's client (Java) said nothing for {timeout:g} s") from None
+        if line is None:
+            raise RuntimeError(f"the book's client (Java) exited: see {self.log_path}")
+        return json.loads(line)
+
+    def _read(self) -> None:
+        """A thread reads the driver's stdout to its end, so that a line already read is never waited for."""
+        for line in self.proc.stdout:
             if line.startswith(b"{"):
-                return json.loads(line)
-        raise TimeoutError(f"the book's client (Java) said nothing for {timeout:g} s")
+                self._lines.put(line)
+        self._lines.put(None)
 
     def round(self, n: int, timeout: float) -> list[float]:
         """Submit n tasks, wait for all n results collected; seconds from the round's start to each."""
