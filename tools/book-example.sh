@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Build the book's own Java example (Master, Worker, Client, recovery/) against Debian's
-# ZooKeeper jars, for `mw bench throughput --system book --book-classpath CP`.
+# ZooKeeper jars, for `mw bench throughput --system book --book-classpath CP`, with
+# tools/BookDriver.java (the book's Client in rounds, for `--client book-java`).
 #
 #   bash tools/book-example.sh SOURCE OUT
 #
@@ -23,5 +24,6 @@ mkdir -p "$out"
 # zookeeper.jar's manifest names its own dependencies (jute, netty, slf4j-api...); log4j 1.2 logs.
 deps="$jars/zookeeper.jar:$jars/slf4j-api.jar:$jars/slf4j-log4j12.jar:$jars/log4j-1.2.jar"
 javac -nowarn -implicit:none -encoding UTF-8 -d "$out" -cp "$deps" \
-    "$book"/Master.java "$book"/Worker.java "$book"/Client.java "$book"/ChildrenCache.java "$book"/recovery/*.java
+    "$book"/Master.java "$book"/Worker.java "$book"/Client.java "$book"/ChildrenCache.java "$book"/recovery/*.java \
+    "$(dirname "$0")"/BookDriver.java
 echo "$out:$deps"

@@ -40,6 +40,7 @@ class SystemKind(enum.StrEnum):
 class ClientMode(enum.StrEnum):
     collect = "collect"
     book = "book"
+    book_java = "book-java"
     count = "count"
 
 
@@ -90,7 +91,9 @@ def bench_command(
             "--client",
             help="throughput, exec: collect (what mw submit --file does: wait for every result, read and delete it); "
             "book (the book's Java client's operations: create, exists watch, get, delete per task); "
-            "count (count /status children, collect nothing).",
+            "book-java (the book's own Client class in a JVM: needs --book-classpath); "
+            "count (count /status children, collect nothing). "
+            "versus-book: book-java drives both systems with it; otherwise book and collect.",
         ),
     ] = ClientMode.collect,
     system: Annotated[
@@ -164,9 +167,14 @@ def bench_command(
         if zk is not None:
             raise BadInput("the book's system runs on the bench's own ZooKeeper (absolute paths, no chroot): drop --zk")
         book_java(book_classpath)  # one line on what is missing, before anything starts
+    if client is ClientMode.book_java:
+        if scenario not in (Scenario.throughput, Scenario.versus_book):
+            raise BadInput("--client book-java goes with throughput (and versus-book)")
+        book_java(book_classpath, "BookDriver", "--client book-java")
     if scenario is Scenario.versus_book:
         say = lambda label: err_console.print(f"measuring {label}", highlight=False)  # noqa: E731
-        run = versus.measure(book_classpath, tasks or 1000, first_round, rounds, say)
+        clients = ("book-java",) if client is ClientMode.book_java else versus.PYTHON_CLIENTS
+        run = versus.measure(book_classpath, tasks or 1000, first_round, rounds, say, clients)
         if as_json:
             console.print_json(json.dumps(run))
         else:

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from pathlib import Path
 
 import pytest
 
+from masterworker.lab.bench.book_system import start_book_driver
 from masterworker.lab.bench.clients import RUNNERS
 from masterworker.lab.bench.system import BenchSystem
 from masterworker.system.client import check_backlog, submit_payloads
@@ -53,6 +55,44 @@ def test_the_collecting_clients_read_and_delete_every_status(zk_hosts: str, clie
         assert system.client.get_children(STATUS) == []  # every result read and deleted
         assert system.client.get_children(TASKS) == []
         assert all(system.client.get_children(f"/assign/worker-{n}") == [] for n in (1, 2))
+
+
+def _book_driver_classpath() -> str | None:
+    """MW_BOOK_CLASSPATH if it holds the compiled BookDriver (tools/book-example.sh builds it) and java is there."""
+    classpath = os.environ.get("MW_BOOK_CLASSPATH", "")
+    driver = Path(classpath.split(":", 1)[0]) / "org/apache/zookeeper/book/BookDriver.class"
+    return classpath if driver.is_file() and shutil.which("java") else None
+
+
+NO_DRIVER = "no BookDriver in MW_BOOK_CLASSPATH (tools/book-example.sh)"
+
+
+@pytest.mark.skipif(_book_driver_classpath() is None, reason=NO_DRIVER)
+def test_the_books_java_client_collects_every_result_under_a_chroot(zk_hosts: str) -> None:
+    """The book's own Client class in a JVM drives mw through the chroot in its connect string; it stops with it."""
+    with BenchSystem(zk_hosts) as system:
+        system.start_master()
+        system.start_worker("worker-1", slots=2)
+        system.ready(1)
+        driver = start_book_driver(system, _book_driver_classpath())
+        done = RUNNERS["book-java"](system, 40, None, None, 60)
+        assert len(done) == 40 and all(d > 0 for d in done)
+        assert system.client.get_children(STATUS) == [] and system.client.get_children(TASKS) == []
+        assert system.cpu()["book-client"] > 0  # counted like every process
+    assert not driver.alive
+
+
+def test_the_books_java_client_without_its_class_is_refused_in_one_line(tmp_path: Path) -> None:
+    """A classpath built before BookDriver existed (only the book's classes) is refused before anything starts."""
+    book = tmp_path / "org/apache/zookeeper/book"
+    book.mkdir(parents=True)
+    (book / "Master.class").write_bytes(b"")
+    env = dict(os.environ, MW_BOOK_CLASSPATH=str(tmp_path))
+    result = run_mw("bench", "throughput", "--client", "book-java", env=env)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines() == [
+        f"error: no compiled org.apache.zookeeper.book.BookDriver under {tmp_path}: build it with tools/book-example.sh"
+    ]
 
 
 def test_bench_table_prints_the_readme_table_with_its_conditions() -> None:

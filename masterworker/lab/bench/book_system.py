@@ -9,12 +9,20 @@ of the system, and ``BenchSystem.cpu`` counts them like every other process.
 
 They log at WARN (the bench's mw processes run at WARNING): the book's INFO lines, several per
 task on a console, would measure log4j rather than the system.
+
+``--client book-java`` drives either system with the book's own ``Client`` class, in one JVM
+(``tools/BookDriver.java``, built with the rest): started once per system, it runs a round per
+line it reads and answers each with one JSON line; it is one of the system's processes, so its
+CPU is counted over each round like every other, and the warm-up round warms its JIT too.
 """
 
 from __future__ import annotations
 
+import json
+import queue
 import shutil
 import subprocess
+import threading
 from pathlib import Path
 
 from masterworker.lab.bench.system import BenchSystem
@@ -32,16 +40,16 @@ LOG4J = "log4j.rootLogger=WARN, FILE\nlog4j.appender.FILE=org.apache.log4j.Conso
 JVM_OPTIONS = ("-Xmx128m", "-XX:+UseSerialGC")
 
 
-def book_java(classpath: str | None) -> str:
+def book_java(classpath: str | None, main: str = "Master", what: str = "the book's system") -> str:
     """The java binary to run the book's classes, or BadInput saying in one line what is missing."""
     if not classpath:
-        raise BadInput("the book's system needs --book-classpath (or MW_BOOK_CLASSPATH): see tools/book-example.sh")
+        raise BadInput(f"{what} needs --book-classpath (or MW_BOOK_CLASSPATH): see tools/book-example.sh")
     first = Path(classpath.split(":", 1)[0])
-    if not (first / PACKAGE.replace(".", "/") / "Master.class").is_file() and not first.suffix == ".jar":
-        raise BadInput(f"no compiled {PACKAGE}.Master under {first}: build it with tools/book-example.sh")
+    if not (first / PACKAGE.replace(".", "/") / f"{main}.class").is_file() and not first.suffix == ".jar":
+        raise BadInput(f"no compiled {PACKAGE}.{main} under {first}: build it with tools/book-example.sh")
     java = shutil.which("java")
     if java is None:
-        raise BadInput("the book's system needs java on PATH (apt-get install -y default-jre-headless)")
+        raise BadInput(f"{what} needs java on PATH (apt-get install -y default-jre-headless)")
     return java
 
 
@@ -59,6 +67,62 @@ class JavaProcess(MwProcess):
             stdin=subprocess.DEVNULL,
             preexec_fn=_die_with_parent,  # noqa: PLW1509 - as the ZooKeeper JVMs: none outlives the bench
         )
+
+
+class BookDriverProcess(MwProcess):
+    """The book's client in one JVM (``tools/BookDriver.java``): a round per request, its JSON line back."""
+
+    def __init__(self, command: list[str], log: Path) -> None:  # noqa: D107 - pipes, not a log, on stdout
+        self.args = command
+        self.log_path = log
+        self._log = open(log, "ab")  # noqa: SIM115 - closed in stop()
+        self.proc = subprocess.Popen(
+            command,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self._log,
+            preexec_fn=_die_with_parent,  # noqa: PLW1509 - as the ZooKeeper JVMs: none outlives the bench
+        )
+        self._lines: queue.Queue[bytes | None] = queue.Queue()
+        threading.Thread(target=self._read, name="book-client-stdout", daemon=True).start()
+
+    def answer(self, timeout: float) -> dict:
+        """The driver's next JSON line (its client's own lines, session events, are skipped)."""
+        try:
+            line = self._lines.get(timeout=timeout)
+        except queue.Empty:
+            raise TimeoutError(f"the book's client (Java) said nothing for {timeout:g} s") from None
+        if line is None:
+            raise RuntimeError(f"the book's client (Java) exited: see {self.log_path}")
+        return json.loads(line)
+
+    def _read(self) -> None:
+        """A thread reads the driver's stdout to its end, so that a line already read is never waited for."""
+        for line in self.proc.stdout:
+            if line.startswith(b"{"):
+                self._lines.put(line)
+        self._lines.put(None)
+
+    def round(self, n: int, timeout: float) -> list[float]:
+        """Submit n tasks, wait for all n results collected; seconds from the round's start to each."""
+        self.proc.stdin.write(f"{n} {timeout}\n".encode())
+        self.proc.stdin.flush()
+        result = self.answer(timeout + 30)
+        if "error" in result:
+            raise TimeoutError(f"{result['left']} of {n} tasks were not collected within {timeout:g} s")
+        return [ms / 1000 for ms in result["done_ms"]]
+
+
+def start_book_driver(system: BenchSystem, classpath: str | None) -> BookDriverProcess:
+    """The book's client in one JVM, connected to the system's server (its chroot too, in the connect string)."""
+    java = book_java(classpath, "BookDriver", "--client book-java")
+    config = system.log_dir / "book-log4j.properties"
+    config.write_text(LOG4J)
+    command = [java, *JVM_OPTIONS, f"-Dlog4j.configuration=file:{config}", "-cp", classpath]
+    driver = BookDriverProcess([*command, f"{PACKAGE}.BookDriver", system.hosts], system.log_dir / "book-client")
+    system.processes["book-client"] = driver
+    driver.answer(60)  # connected
+    return driver
 
 
 def start_book_system(system: BenchSystem, classpath: str, workers: int = 3) -> None:

@@ -10,6 +10,9 @@
   plain string, an ``exists`` watch on ``/status/<task>``, a ``getData`` once it exists, a
   ``delete``. It drives any system that speaks the book's protocol, so two systems can be compared
   with one driver.
+- ``book-java`` is the book's own ``Client`` class doing the same, in one JVM
+  (``tools/BookDriver.java``, started with the system: ``book_system.start_book_driver``); the
+  Python process only asks for a round and waits for its one-line answer.
 - ``count`` only counts ``/status`` children and collects nothing: the cheapest possible client,
   kept to compare with earlier figures. A user never gets it.
 
@@ -32,7 +35,7 @@ from masterworker.system.protocol import TASKS, TaskSpec, status_path
 
 TRIVIAL = b"noop"  # not JSON: a book task, completed without running anything
 CHUNK = 100  # tasks per multi-op request with --submit batch
-CLIENTS = ("collect", "book", "count")
+CLIENTS = ("collect", "book", "book-java", "count")
 
 
 def _submit(client: KazooClient, n: int, batch: int | None, argv: list[str] | None) -> list[str]:
@@ -175,4 +178,9 @@ def book(system: BenchSystem, n: int, batch: int | None, argv: list[str] | None,
     return BookClient(system.client).run(n, timeout)
 
 
-RUNNERS = {"collect": collect, "book": book, "count": count}
+def book_java(system: BenchSystem, n: int, batch: int | None, argv: list[str] | None, timeout: float) -> list[float]:
+    """The book's own Java client (the JVM started with the system): one round, timed by the JVM."""
+    return system.processes["book-client"].round(n, timeout)
+
+
+RUNNERS = {"collect": collect, "book": book, "book-java": book_java, "count": count}

@@ -14,7 +14,7 @@ from typing import Any
 
 from kazoo.exceptions import NoNodeError
 
-from masterworker.lab.bench.book_system import start_book_system
+from masterworker.lab.bench.book_system import start_book_driver, start_book_system
 from masterworker.lab.bench.clients import CHUNK, RUNNERS, TRIVIAL
 from masterworker.lab.bench.costs import conditions, round_costs, summarize
 from masterworker.lab.bench.system import BenchSystem
@@ -80,6 +80,8 @@ def throughput(
             for n in range(2, backups + 2):
                 system.start_master(f"master-{n}")
         system.ready(workers)
+        if client == "book-java":
+            start_book_driver(system, book_classpath)
         when = conditions(system.zookeeper_version(), warmup)
         if warmup:
             run(system, warmup, batch, argv, budget + warmup / 50)

@@ -10,6 +10,10 @@ ratio mw/book is taken within each cycle (same client, minutes apart) and given 
 with min-max, beside the ratio of the medians. A round that stalls (the book's worker refuses
 tasks past its queue of 200, and a refused task stays in ``/assign`` for ever) is counted, not
 measured, and the run goes on.
+
+With ``--client book-java`` both systems are driven by the book's own ``Client`` class in one JVM
+(``tools/BookDriver.java``) instead, two configurations per cycle: the issue's own measurement
+used the book's Java client, and a Python client's own CPU bounds both systems alike.
 """
 
 from __future__ import annotations
@@ -23,8 +27,12 @@ from masterworker.lab.bench import scenarios
 from masterworker.lab.bench.costs import summarize
 
 BOOK, MW = "the book's system (Java)", "mw at its defaults"
-CLIENTS = {"book": "book client's operations", "collect": "collecting client"}
-CONFIGS: list[tuple[str, str]] = [(system, client) for client in CLIENTS for system in ("book", "mw")]
+CLIENTS = {
+    "book": "book client's operations",
+    "collect": "collecting client",
+    "book-java": "the book's Java client (its Client class)",
+}
+PYTHON_CLIENTS = ("book", "collect")  # the default pair; ("book-java",) with --client book-java
 
 
 def label(system: str, client: str) -> str:
@@ -37,13 +45,15 @@ def measure(
     warmup: int,
     rounds: int,
     progress: Callable[[str], None] | None = None,
+    clients: tuple[str, ...] = PYTHON_CLIENTS,
 ) -> dict[str, Any]:
-    """``rounds`` cycles of the four configurations; per configuration its rounds' figures and stalls."""
-    each: dict[tuple[str, str], list[dict[str, Any]]] = {config: [] for config in CONFIGS}
-    stalled: dict[tuple[str, str], list[str]] = {config: [] for config in CONFIGS}
+    """``rounds`` cycles of the configurations (each client, each system); per configuration its rounds' figures."""
+    configs = [(system, client) for client in clients for system in ("book", "mw")]
+    each: dict[tuple[str, str], list[dict[str, Any]]] = {config: [] for config in configs}
+    stalled: dict[tuple[str, str], list[str]] = {config: [] for config in configs}
     conditions = None
     for cycle in range(1, rounds + 1):
-        for system, client in CONFIGS:
+        for system, client in configs:
             if progress:
                 progress(f"cycle {cycle}/{rounds}: {label(system, client)}")
             try:
@@ -58,7 +68,7 @@ def measure(
             conditions = conditions or result.figures["conditions"]
             each[(system, client)].append(result.figures["each_round"][0])
     rows = []
-    for system, client in CONFIGS:
+    for system, client in configs:
         measured = [r for r in each[(system, client)] if r]
         rows.append({
             "system": system, "client": client, "label": label(system, client),
@@ -66,7 +76,7 @@ def measure(
             **(summarize(measured) if measured else {}),
         })  # fmt: skip
     ratios = {}
-    for client in CLIENTS:
+    for client in clients:
         pairs = zip(each[("mw", client)], each[("book", client)], strict=True)
         per_cycle = [m["tasks_per_s"] / b["tasks_per_s"] for m, b in pairs if m and b]
         ratios[client] = {
@@ -75,7 +85,10 @@ def measure(
             "max": round(max(per_cycle), 2) if per_cycle else None,
         }
     when = dict(conditions or {}, load_average_at_end=round(os.getloadavg()[0], 2))
-    return {"tasks": tasks, "warmup": warmup, "rounds": rounds, "rows": rows, "ratios": ratios, "conditions": when}
+    return {
+        "tasks": tasks, "warmup": warmup, "rounds": rounds, "clients": list(clients),
+        "rows": rows, "ratios": ratios, "conditions": when,
+    }  # fmt: skip
 
 
 def _range(figures: dict[str, Any], key: str, digits: int) -> str:
@@ -112,7 +125,8 @@ def markdown(run: dict[str, Any]) -> str:
         f"{c.get('zookeeper')} standalone (the book's JVMs on the same jars), masterworker {c.get('masterworker')}; "
         "the book's system: 1 master, 1 backup, 3 workers; mw: 1 master, 1 backup, 3 workers x 2 slots, "
         "no tuning flag; "
-        f"{run['tasks']:,} tasks at once per round, {run['rounds']} cycles of the four, each round a fresh system "
+        f"{run['tasks']:,} tasks at once per round, {run['rounds']} cycles of the {len(run['rows'])}, "
+        "each round a fresh system "
         f"warmed up with {run['warmup']:,} tasks; CPU from /proc over each round only (every process: ZooKeeper, "
         "the JVMs or mw processes, the bench's client), requests from mntr."
     )
