@@ -29,7 +29,7 @@ import time
 from collections.abc import Callable
 
 from kazoo.client import KazooClient
-from kazoo.exceptions import NodeExistsError, NoNodeError
+from kazoo.exceptions import NoAuthError, NodeExistsError, NoNodeError
 from kazoo.retry import ForceRetryError, KazooRetry, RetryFailedError
 from kazoo.retry import InterruptedError as RetryInterrupted
 from loguru import logger
@@ -128,6 +128,11 @@ def ensure_tasks(client: KazooClient) -> None:
             client.create(TASKS, b"")
         except NodeExistsError:
             pass
+        except NoAuthError:
+            # A secure master created /tasks and locked its parent between our look and our create:
+            # ZooKeeper checks the parent's ACL before it checks for the node, so this is NodeExists.
+            if client.exists(TASKS) is None:
+                raise
 
 
 def submit(
