@@ -112,6 +112,7 @@ from masterworker.system.zkops import (
     failure,
     give_up_master,
     owns_ephemeral,
+    release_when_stuck,
     session_id,
     wait_connected,
 )
@@ -144,6 +145,7 @@ class Master:
         self.events: queue.Queue[Event] = queue.Queue()
         self.elected = threading.Event()  # set while ELECTED, for tests and the demo
         self._stop = threading.Event()
+        self._stopped = threading.Event()  # run() returned (stop() checks it)
         self._resync = True  # re-read everything before the next assignment
         self._dirty = Dirty()
         self._recovering: dict[str, list[str]] = {}  # dead worker -> its leftovers not dealt with yet
@@ -194,6 +196,7 @@ class Master:
                 wait_connected(self.client, self._stop, timeout=1.0)
         self.state = MasterState.STOPPED
         self.elected.clear()
+        self._stopped.set()
         self.guard.stop()
         self._session_events.remove()
         logger.info("master {} stopped", self.id)
@@ -202,6 +205,7 @@ class Master:
         """Ask run() to return; the caller then closes the session, which deletes /master at once."""
         self._stop.set()
         self.events.put(Stop())
+        release_when_stuck(self.client, self._stopped, self.guard.session_timeout, f"master {self.id}")
 
     def _bootstrap(self) -> None:
         """The book's bootstrap: create the parents, idempotently; any master may do it, with the
@@ -213,7 +217,10 @@ class Master:
 
     # -- the event loop -----------------------------------------------------------------------
     def _step(self) -> None:
-        self._drain_events(timeout=0.0 if self._has_work() else 1.0)
+        # Work waits for a connection: a master cut off from ZooKeeper blocks on its queue (a
+        # CONNECTED event wakes it) instead of spinning (measured: 60 % of a core per master).
+        busy = self._has_work() and self.client.connected
+        self._drain_events(timeout=0.0 if busy else 1.0)
         if self._stop.is_set() or not self.client.connected:
             return
         if self.state is MasterState.PAUSED and self._dirty.leadership:

@@ -85,6 +85,7 @@ class RecipesMaster(Master):
                 wait_connected(self.client, self._stop, timeout=1.0)
         self.state = MasterState.STOPPED
         self.elected.clear()
+        self._stopped.set()
         self.guard.stop()
         self._session_events.remove()
         logger.info("recipes master {} stopped", self.id)

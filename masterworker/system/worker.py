@@ -78,6 +78,7 @@ from masterworker.system.zkops import (
     SessionEvents,
     failure,
     owns_ephemeral,
+    release_when_stuck,
     retrying,
     wait_connected,
     wait_for_nodes,
@@ -123,6 +124,7 @@ class Worker:
         )
         self.events: queue.Queue = queue.Queue()
         self.registered = threading.Event()
+        self._loop_done = threading.Event()  # the reading loop returned (stop() checks it)
         self.executions = 0  # started executions, for tests and the demo
         self.completed = 0  # completion records written by us
         self.discarded = 0  # results thrown away because the task was no longer ours
@@ -153,6 +155,12 @@ class Worker:
             self._shutdown()
 
     def _loop(self) -> None:
+        try:
+            self._read_loop()
+        finally:
+            self._loop_done.set()
+
+    def _read_loop(self) -> None:
         dirty = True
         while not self._stop.is_set():
             try:
@@ -173,6 +181,7 @@ class Worker:
     def stop(self) -> None:
         self._stop.set()
         self.events.put(Stop())
+        release_when_stuck(self.client, self._loop_done, self.session_timeout, f"worker {self.id}")
 
     def _start_reaper(self) -> None:
         """One reaper process for this worker's life: it ends our tasks' groups if we die (reaper.py)."""

@@ -130,6 +130,26 @@ def wait_connected(client: KazooClient, stop: threading.Event, timeout: float | 
     return False
 
 
+def release_when_stuck(client: KazooClient, done: threading.Event, after: float, who: str) -> None:
+    """A role asked to stop whose thread is still waiting on ZooKeeper ``after`` seconds later, while
+    no server answers, gets its session closed: kazoo fails every call waiting in its queue (with
+    ConnectionClosedError, a SessionExpiredError), so the thread returns instead of hanging until
+    a server comes back. A call made while disconnected otherwise waits for ever (kazoo 2.11).
+    Runs on a daemon timer; does nothing once ``done`` is set or the client is connected."""
+
+    def release() -> None:
+        if done.is_set() or client.connected:
+            return
+        from loguru import logger  # noqa: PLC0415 - only on this rare path
+
+        logger.warning("{} is stopping while no ZooKeeper server answers: closing its session", who)
+        client.stop()
+
+    timer = threading.Timer(after, release)
+    timer.daemon = True
+    timer.start()
+
+
 def poll_until(condition: Callable[[], object], timeout: float, interval: float = 0.05) -> bool:
     """True once ``condition()`` is truthy, False after ``timeout``; ZooKeeper errors count as not yet
     (for observers that keep looking while servers die and come back)."""

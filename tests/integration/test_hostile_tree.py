@@ -8,12 +8,17 @@ to finish within a bound, and the bad task to end with its reason named.
 from __future__ import annotations
 
 import json
+import os
+import signal
 import time
+from pathlib import Path
 
 import pytest
 from kazoo.client import KazooClient
 
 from masterworker.lab.chaos.partition import PartitionProxy
+from masterworker.lab.processes import MwProcess
+from masterworker.lab.processes import mw_env as mw_env_for
 from masterworker.system.client import submit
 from masterworker.system.connection import ZkSettings, connect
 from masterworker.system.masters import IMPLEMENTATIONS
@@ -211,3 +216,37 @@ def test_a_master_holding_master_while_it_believes_it_is_a_backup_gives_it_up(
     wait_until(master.elected.is_set, 15, "m1 to give /master up and win a real election")
     roles.worker("w1")
     probe(zk, "after a master that held /master unawares")
+
+
+@pytest.mark.parametrize("role", ["master", "worker"])
+def test_sigterm_stops_a_role_whose_zookeeper_is_gone(tmp_path: Path, role: str) -> None:
+    """The server vanishes for good (kill -9, its data gone with it): SIGTERM must still end the role
+    within a bound, instead of a call waiting for ever in kazoo's queue (and a master spinning)."""
+    with LocalZooKeeper(servers=1) as own:
+        env = mw_env_for(own.connect_string, SESSION_TIMEOUT)
+        parents = connect(ZkSettings(hosts=own.connect_string))
+        ensure_nodes(parents)  # a worker waits for a master to create them
+        parents.stop()
+        process = MwProcess([role, "--id", f"{role}-1"], env, tmp_path / f"{role}.log")
+        try:
+            wait_until(lambda: "registered" in process.log() or "elected" in process.log(), 30, f"the {role} up")
+            own.servers[0].kill()
+            wait_until(lambda: "Connection dropped" in process.log(), 10, f"the {role} to lose its server")
+            if role == "master":  # its guard closes the session: a backup now, with work to do once connected
+                wait_until(lambda: "closing our session" in process.log(), 10, "the master to give up its session")
+            before = _cpu_seconds(process.pid)
+            time.sleep(3.0)  # a window to measure CPU in, not a wait for a condition
+            assert _cpu_seconds(process.pid) - before < 0.9, "it spins while no server answers"
+            started = time.monotonic()
+            process.signal(signal.SIGTERM)
+            wait_until(lambda: not process.alive, 3 * SESSION_TIMEOUT + 10, f"the {role} to stop")
+            assert time.monotonic() - started < 3 * SESSION_TIMEOUT + 10
+            assert "Traceback" not in process.log()
+        finally:
+            process.stop()
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User and system time of a process so far (/proc/<pid>/stat, fields 14 and 15)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
