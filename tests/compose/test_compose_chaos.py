@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -94,7 +95,7 @@ def test_the_chaos_demo_keeps_every_guarantee_on_a_real_engine(
         networks = run(["docker", "network", "ls", "--format", "{{.Name}}"], 30, env).stdout.split()
         run(["docker", "image", "prune", "-f"], 60, env)  # the mw images that earlier builds left untagged
 
-    assert chaos.returncode == 0, f"exit code {chaos.returncode}\n{chaos.stdout[-3000:]}\n{chaos.stderr[-5000:]}"
+    assert chaos.returncode == 0, _why_it_failed(chaos)
     report = _report(chaos.stdout)
     assert report["ok"] and report["violations"] == []
     assert report["lost"] == 0 and report["duplicates"] == 0 and report["phantoms"] == 0
@@ -119,6 +120,19 @@ def test_the_chaos_demo_keeps_every_guarantee_on_a_real_engine(
             f"{report['lost']} lost, {report['duplicates']} duplicates, faults {report['faults']}"
         )
         print("\n".join(line for line in images.stderr.splitlines() if line.startswith("offline-images:")))
+
+
+def _why_it_failed(chaos: subprocess.CompletedProcess) -> str:
+    """The checker's violations and the liveness per fault first: the whole report does not fit a message."""
+    try:
+        report = _report(chaos.stdout)
+    except ValueError:  # no report at all: the run itself broke
+        return f"exit code {chaos.returncode}\n{chaos.stdout[-3000:]}\n{chaos.stderr[-5000:]}"
+    per_fault = report.get("liveness", {}).get("per_fault")
+    return (
+        f"exit code {chaos.returncode}; violations: {report.get('violations')}; lost {report.get('lost')}, "
+        f"duplicates {report.get('duplicates')}; liveness per fault: {per_fault}\n{chaos.stderr[-3000:]}"
+    )
 
 
 def _report(stdout: str) -> dict:

@@ -14,7 +14,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 
 from kazoo.client import KazooClient
 
-from masterworker.system.client import submit
+from masterworker.system.client import KeepsFailing, submit
 from masterworker.system.errors import MasterworkerError
 from masterworker.system.history import History
 from masterworker.system.protocol import TaskSpec
@@ -47,6 +47,10 @@ class LoadGenerator:
     def _submit(self, op: int) -> None:
         try:
             task = submit(self.client, TaskSpec(argv=self.argv, timeout=60), stop=self._stop)
+        except KeepsFailing as exc:
+            # Its create lost the connection again and again and a look-up did not find it; but a look-up
+            # on a server that lags behind the leader can miss a create still being committed: unknown.
+            self.history.record("submit-unknown", op=op, error=str(exc))
         except MasterworkerError as exc:
             self.history.record("submit-fail", op=op, error=str(exc))
         except Exception as exc:  # the run stopped while it was retrying: we do not know
