@@ -161,10 +161,10 @@ def test_versus_book_drives_both_systems_with_one_client_and_stops_the_jvms() ->
     run = bench("versus-book", "--tasks", "40", "--rounds", "1")
     assert _book_jvms() <= before
     rows = {(row["system"], row["client"]): row for row in run["rows"]}
-    assert set(rows) == {(s, c) for s in ("book", "mw") for c in ("book", "collect")}
+    assert set(rows) == {(s, c) for s in ("book", "mw") for c in ("book", "collect", "collect-file")}
     assert all(row["rounds"] == 1 and row["stalled"] == [] for row in rows.values())
     book = rows[("book", "book")]["cpu_ms_per_task_by_process"]
     assert {"book-master-1", "book-master-2", "book-worker-1", "book-worker-3", "zookeeper"} <= set(book)
     assert book["book-master-1"] > 0  # the active master's JVM assigned the tasks
     assert rows[("mw", "collect")]["cpu_ms_per_task_by_process"]["master-2"] is not None  # mw with a backup too
-    assert all(run["ratios"][client]["median"] > 0 for client in ("book", "collect"))
+    assert all(run["ratios"][client]["median"] > 0 for client in ("book", "collect", "collect-file"))

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections import deque
 
+import pytest
+
 from masterworker.system.master_core import Cluster, Move, candidates, plan_moves
 from masterworker.system.protocol import COMMAND, WorkerInfo
 from masterworker.system.window import HORIZON, MAX_WINDOW, Windows, next_window, rate_window
@@ -123,3 +125,56 @@ def test_long_tasks_keep_the_announced_window() -> None:
 def test_short_tasks_finished_one_at_a_time_widen_the_window_to_their_rate() -> None:
     """/bin/true-like tasks, 3 ms each: no slot ever idles, but the window grows to the rate's floor."""
     assert complete_one_at_a_time(0.003, steps=200) == rate_window(3, 2, 1 / 0.003) > 40
+
+
+def busy_burst(windows: Windows, worker: str, start: float, seconds: float, per_look: int, step: float = 0.01) -> float:
+    """A worker found every ``step`` seconds with its slots full, having completed ``per_look`` tasks since."""
+    now, held = start, 200
+    windows.adapt(worker, base=3, slots=2, held=held, pending=1000, now=now)
+    while now < start + seconds:
+        now += step
+        windows.gave(worker, held=held, base=3)
+        windows.adapt(worker, base=3, slots=2, held=held - per_look, pending=1000, now=now)
+    return now
+
+
+def test_the_rate_of_a_burst_is_kept_for_the_next_one() -> None:
+    """Idle time between two bursts says nothing of a worker's speed: the next burst starts with
+    the window of the rate measured in the last one, instead of growing again from 3."""
+    windows = Windows()
+    end = busy_burst(windows, "w1", 0.0, 0.3, per_look=10)  # 1,000 tasks/s while busy
+    assert windows.rate["w1"] == pytest.approx(1000, rel=0.05)
+    for idle in range(20):  # idle and nothing pending: looks that must not dilute the rate
+        windows.adapt("w1", base=3, slots=2, held=0, pending=0, now=end + 0.5 * idle)
+    assert windows.of("w1", 3) == 3
+    assert windows.rate["w1"] == pytest.approx(1000, rel=0.05)
+    # the next burst: the first look already sizes the window by that rate
+    first = windows.adapt("w1", base=3, slots=2, held=0, pending=1000, now=end + 60)
+    assert first == rate_window(3, 2, windows.rate["w1"]) > 140
+
+
+def test_a_worker_given_little_is_sized_by_the_fastest_workers_rate() -> None:
+    """A worker that got little measures little; the tasks of one backlog are alike, so its window
+    is sized by the fastest worker's rate and it takes its share of the burst."""
+    windows = Windows()
+    busy_burst(windows, "fast", 0.0, 0.3, per_look=10)
+    first = windows.adapt("new", base=3, slots=2, held=0, pending=1000, now=1.0)
+    assert first == rate_window(3, 2, windows.rate["fast"]) > 140
+
+
+def test_a_fresh_rate_of_longer_tasks_stops_the_queueing_at_once() -> None:
+    """Short tasks grew the window; then the tasks got long (busy slots, a low fresh rate): the
+    window falls back to the rate's size instead of staying grown until the worker idles."""
+    windows = Windows()
+    end = busy_burst(windows, "w1", 0.0, 0.3, per_look=10)
+    assert windows.of("w1", 3) > 100
+    busy_burst(windows, "w1", end, 0.3, per_look=0, step=0.05)  # nothing completes for 0.3 s
+    assert windows.of("w1", 3) == 3
+
+
+def test_a_rate_gone_stale_sizes_nobody_else() -> None:
+    """A worker that stopped getting tasks (the book's worker while commands wait) keeps its own
+    rate for its next burst, but does not keep the other workers' windows wide."""
+    windows = Windows()
+    end = busy_burst(windows, "book", 0.0, 0.3, per_look=10)
+    assert windows.adapt("other", base=3, slots=2, held=0, pending=1000, now=end + 5.0) == 3

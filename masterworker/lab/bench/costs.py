@@ -4,8 +4,9 @@ A rate alone says little on a shared 2-core machine (the same run moves by half 
 the next); what each task cost does not move as much. A ``Snapshot`` is taken just before and
 just after a round: the server's request counter (``mntr`` ``zk_packets_received``, summed over
 the servers), each process's CPU time from ``/proc/<pid>/stat`` (user + system, plus that of
-children it has waited for: a worker's task processes), and the clock. ``round_costs`` turns two
-snapshots into per-task figures; ``spread`` gives min, median and max over rounds.
+children it has waited for: a worker's task processes; and of its live children: its reaper),
+and the clock. ``round_costs`` turns two snapshots into per-task figures; ``spread`` gives min,
+median and max over rounds.
 """
 
 from __future__ import annotations
@@ -21,14 +22,28 @@ from typing import Any
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
-def cpu_seconds(pid: int) -> float:
-    """User plus system CPU of one process so far, with its waited-for children's."""
+def cpu_seconds(pid: int, alive_too: bool = False) -> float:
+    """User plus system CPU of one process so far, with its waited-for children's; ``alive_too``: and
+    that of its children still alive, recursively (a worker's reaper lives as long as the worker).
+    Not for the bench's own process: its children are the system it measures."""
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     except OSError:
         return 0.0
     # after the ")": state is fields[0], so utime, stime, cutime, cstime are fields 11 to 14
-    return sum(int(fields[i]) for i in (11, 12, 13, 14)) / CLOCK_TICKS
+    own = sum(int(fields[i]) for i in (11, 12, 13, 14)) / CLOCK_TICKS
+    return own + (sum(cpu_seconds(child, True) for child in live_children(pid)) if alive_too else 0.0)
+
+
+def live_children(pid: int) -> list[int]:
+    """The children of ``pid`` that are alive now (``/proc/<pid>/task/<tid>/children``)."""
+    children: list[int] = []
+    try:
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            children += [int(c) for c in (task / "children").read_text().split()]
+    except OSError:
+        pass
+    return children
 
 
 @dataclass(frozen=True)

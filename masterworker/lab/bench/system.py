@@ -137,7 +137,7 @@ class BenchSystem:
         return total
 
     def cpu(self) -> dict[str, float]:
-        usage = {name: cpu_seconds(p.pid) for name, p in self.processes.items() if p.alive}
+        usage = {name: cpu_seconds(p.pid, alive_too=True) for name, p in self.processes.items() if p.alive}
         usage["bench client"] = cpu_seconds(os.getpid())
         if self._embedded is not None:
             usage["zookeeper"] = sum(cpu_seconds(s.pid) for s in self._embedded.servers if s.pid)

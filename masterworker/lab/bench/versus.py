@@ -1,9 +1,10 @@
 """``mw bench versus-book``: mw side by side with the book's Java system, one driver, one window.
 
-Four configurations, each system driven by the same clients (1 master, 1 backup, 3 workers
+Six configurations, each system driven by the same clients (1 master, 1 backup, 3 workers
 each): the book's system and mw at its defaults, with the book client's operations and with the
 collecting client (what ``mw submit --file`` does; the book's worker writes "done", which it
-reads as done). Rounds
+reads as done), once with one create request per task and once with ``mw submit --file``'s own
+default, 100 creates per transaction. Rounds
 alternate: cycle after cycle, each configuration gets a fresh system (a fresh ZooKeeper, warmed
 up, one measured round), so that a change in the machine's load falls on all four alike. The
 ratio mw/book is taken within each cycle (same client, minutes apart) and given as its median
@@ -29,10 +30,18 @@ from masterworker.lab.bench.costs import summarize
 BOOK, MW = "the book's system (Java)", "mw at its defaults"
 CLIENTS = {
     "book": "book client's operations",
-    "collect": "collecting client",
+    "collect": "collecting client, one create per task",
+    "collect-file": "collecting client as `mw submit --file` (100 creates per transaction)",
     "book-java": "the book's Java client (its Client class)",
 }
-PYTHON_CLIENTS = ("book", "collect")  # the default pair; ("book-java",) with --client book-java
+# What each client of the table is for throughput(): its driver and how it submits.
+DRIVERS = {
+    "book": ("book", "single"),
+    "collect": ("collect", "single"),
+    "collect-file": ("collect", "batch"),
+    "book-java": ("book-java", "single"),
+}
+PYTHON_CLIENTS = ("book", "collect", "collect-file")  # the default; ("book-java",) with --client book-java
 
 
 def label(system: str, client: str) -> str:
@@ -57,8 +66,9 @@ def measure(
             if progress:
                 progress(f"cycle {cycle}/{rounds}: {label(system, client)}")
             try:
+                driver, submit = DRIVERS[client]
                 result = scenarios.throughput(
-                    None, tasks, warmup=warmup, client=client, rounds=1, system_kind=system,
+                    None, tasks, submit=submit, warmup=warmup, client=driver, rounds=1, system_kind=system,
                     book_classpath=classpath, backups=1,
                 )  # fmt: skip
             except TimeoutError as exc:  # bounded by throughput's own budget per round
