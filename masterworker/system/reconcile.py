@@ -115,8 +115,10 @@ def add_recovery(txn: TransactionRequest, worker: str, task: str, leftover: Reco
 
 def _leftover_bytes(worker: str, task: str, leftover: Recovery) -> int:
     size = op_bytes(assignment_path(worker, task))
-    if leftover.kind in (Leftover.ORPHAN, Leftover.GIVEN_UP):
+    if leftover.kind is Leftover.ORPHAN:
         size += op_bytes(task_path(task), leftover.data or b"")
+    elif leftover.kind is Leftover.GIVEN_UP:
+        size += op_bytes(status_path(task), leftover.data or b"")
     return size
 
 

@@ -30,6 +30,7 @@ from kazoo.exceptions import (
     SessionExpiredError,
 )
 from kazoo.retry import KazooRetry
+from loguru import logger
 
 from masterworker.system.protocol import EPOCH, MASTER, PARENTS
 
@@ -140,8 +141,6 @@ def release_when_stuck(client: KazooClient, done: threading.Event, after: float,
     def release() -> None:
         if done.is_set() or client.connected:
             return
-        from loguru import logger  # noqa: PLC0415 - only on this rare path
-
         logger.warning("{} is stopping while no ZooKeeper server answers: closing its session", who)
         client.stop()
 

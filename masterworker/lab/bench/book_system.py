@@ -54,35 +54,29 @@ def book_java(classpath: str | None, main: str = "Master", what: str = "the book
 
 
 class JavaProcess(MwProcess):
-    """One JVM of the book's system, its output in a log file; stopped by PID like an mw process."""
+    """One JVM of the book's system, its output in a log file; stopped by PID like an mw process.
+    ``piped``: its standard input and output are pipes to us, and only its standard error is logged."""
 
-    def __init__(self, command: list[str], log: Path) -> None:  # noqa: D107 - MwProcess runs `mw`; this runs java
+    def __init__(self, command: list[str], log: Path, piped: bool = False) -> None:  # noqa: D107 - runs java
         self.args = command
         self.log_path = log
         self._log = open(log, "ab")  # noqa: SIM115 - closed in stop()
+        if piped:
+            streams = {"stdin": subprocess.PIPE, "stdout": subprocess.PIPE, "stderr": self._log}
+        else:
+            streams = {"stdin": subprocess.DEVNULL, "stdout": self._log, "stderr": subprocess.STDOUT}
         self.proc = subprocess.Popen(
             command,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
+            **streams,
             preexec_fn=_die_with_parent,  # noqa: PLW1509 - as the ZooKeeper JVMs: none outlives the bench
         )
 
 
-class BookDriverProcess(MwProcess):
+class BookDriverProcess(JavaProcess):
     """The book's client in one JVM (``tools/BookDriver.java``): a round per request, its JSON line back."""
 
     def __init__(self, command: list[str], log: Path) -> None:  # noqa: D107 - pipes, not a log, on stdout
-        self.args = command
-        self.log_path = log
-        self._log = open(log, "ab")  # noqa: SIM115 - closed in stop()
-        self.proc = subprocess.Popen(
-            command,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=self._log,
-            preexec_fn=_die_with_parent,  # noqa: PLW1509 - as the ZooKeeper JVMs: none outlives the bench
-        )
+        super().__init__(command, log, piped=True)
         self._lines: queue.Queue[bytes | None] = queue.Queue()
         threading.Thread(target=self._read, name="book-client-stdout", daemon=True).start()
 
@@ -113,12 +107,16 @@ class BookDriverProcess(MwProcess):
         return [ms / 1000 for ms in result["done_ms"]]
 
 
-def start_book_driver(system: BenchSystem, classpath: str | None) -> BookDriverProcess:
-    """The book's client in one JVM, connected to the system's server (its chroot too, in the connect string)."""
-    java = book_java(classpath, "BookDriver", "--client book-java")
+def _java_command(system: BenchSystem, java: str, classpath: str) -> list[str]:
+    """java with the book's JVM options, logging at WARN to its standard output, and the classpath."""
     config = system.log_dir / "book-log4j.properties"
     config.write_text(LOG4J)
-    command = [java, *JVM_OPTIONS, f"-Dlog4j.configuration=file:{config}", "-cp", classpath]
+    return [java, *JVM_OPTIONS, f"-Dlog4j.configuration=file:{config}", "-cp", classpath]
+
+
+def start_book_driver(system: BenchSystem, classpath: str | None) -> BookDriverProcess:
+    """The book's client in one JVM, connected to the system's server (its chroot too, in the connect string)."""
+    command = _java_command(system, book_java(classpath, "BookDriver", "--client book-java"), classpath)
     driver = BookDriverProcess([*command, f"{PACKAGE}.BookDriver", system.hosts], system.log_dir / "book-client")
     system.processes["book-client"] = driver
     driver.answer(60)  # connected
@@ -130,12 +128,9 @@ def start_book_system(system: BenchSystem, classpath: str, workers: int = 3) -> 
     then the master, then the backup once the master holds ``/master``."""
     if system.embedded is None:
         raise BadInput("--system book runs on the bench's own ZooKeeper (its classes use absolute paths): drop --zk")
-    java = book_java(classpath)
-    config = system.log_dir / "book-log4j.properties"
-    config.write_text(LOG4J)
+    command = _java_command(system, book_java(classpath), classpath)
 
     def start(name: str, role: str) -> None:
-        command = [java, *JVM_OPTIONS, f"-Dlog4j.configuration=file:{config}", "-cp", classpath]
         system.processes[name] = JavaProcess([*command, f"{PACKAGE}.{role}", system.hosts], system.log_dir / name)
 
     for n in range(1, workers + 1):

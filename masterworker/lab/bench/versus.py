@@ -28,24 +28,18 @@ from masterworker.lab.bench import scenarios
 from masterworker.lab.bench.costs import summarize
 
 BOOK, MW = "the book's system (Java)", "mw at its defaults"
+# Each client of the table: its label, and for throughput() its driver and how it submits.
 CLIENTS = {
-    "book": "book client's operations",
-    "collect": "collecting client, one create per task",
-    "collect-file": "collecting client as `mw submit --file` (100 creates per transaction)",
-    "book-java": "the book's Java client (its Client class)",
-}
-# What each client of the table is for throughput(): its driver and how it submits.
-DRIVERS = {
-    "book": ("book", "single"),
-    "collect": ("collect", "single"),
-    "collect-file": ("collect", "batch"),
-    "book-java": ("book-java", "single"),
+    "book": ("book client's operations", "book", "single"),
+    "collect": ("collecting client, one create per task", "collect", "single"),
+    "collect-file": ("collecting client as `mw submit --file` (100 creates per transaction)", "collect", "batch"),
+    "book-java": ("the book's Java client (its Client class)", "book-java", "single"),
 }
 PYTHON_CLIENTS = ("book", "collect", "collect-file")  # the default; ("book-java",) with --client book-java
 
 
 def label(system: str, client: str) -> str:
-    return f"{BOOK if system == 'book' else MW}, {CLIENTS[client]}"
+    return f"{BOOK if system == 'book' else MW}, {CLIENTS[client][0]}"
 
 
 def measure(
@@ -66,7 +60,7 @@ def measure(
             if progress:
                 progress(f"cycle {cycle}/{rounds}: {label(system, client)}")
             try:
-                driver, submit = DRIVERS[client]
+                _, driver, submit = CLIENTS[client]
                 result = scenarios.throughput(
                     None, tasks, submit=submit, warmup=warmup, client=driver, rounds=1, system_kind=system,
                     book_classpath=classpath, backups=1,
