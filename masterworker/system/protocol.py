@@ -43,7 +43,7 @@ import re
 import secrets
 import socket
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 MASTER = "/master"
@@ -347,7 +347,9 @@ class TaskStatus:
         return self.output_bytes is not None and self.output_bytes > MAX_OUTPUT_TAIL
 
     def encode(self) -> bytes:
-        fields = {k: v for k, v in asdict(self).items() if v is not None and k != "book_worker"}
+        # vars(), not dataclasses.asdict: every field is a plain value, and asdict's deep copy was a
+        # fifth of a worker's CPU with trivial tasks (26 against 7 microseconds per record).
+        fields = {k: v for k, v in vars(self).items() if v is not None and k != "book_worker"}
         return json.dumps(fields).encode()
 
     @classmethod

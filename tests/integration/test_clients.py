@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+import threading
 
 import pytest
 from kazoo.client import KazooClient
 
-from masterworker.system.protocol import MAX_TASK_BYTES
+from masterworker.system import client as client_module
+from masterworker.system.client import wait_for_all
+from masterworker.system.protocol import MAX_TASK_BYTES, STATUS, TaskStatus, status_path
 from tests.helpers import Roles, run_mw, wait_until
 
 
@@ -94,3 +97,42 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(roles: Roles, mw_env, z
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(message), lines
     assert {p: zk.get_children(p) for p in before} == before
+
+
+# -- waiting for many results (mw submit --file's waiter), with a test standing in for the workers --
+
+
+def _wait_in_background(zk: KazooClient, tasks: list[str], **kwargs) -> tuple[threading.Thread, dict]:
+    found: dict = {}
+    waiter = threading.Thread(target=wait_for_all, args=(zk, tasks, 20), kwargs={"found": found, **kwargs})
+    waiter.start()
+    return waiter, found
+
+
+def test_wait_for_all_reads_each_task_while_status_is_too_big_to_list(
+    zk: KazooClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(client_module, "STATUS_LISTING_LIMIT", 1)
+    zk.ensure_path(STATUS)
+    for n in (1, 2):  # somebody else's records, never collected: more than the limit
+        zk.create(status_path(f"task-0000000000ff-000000000{n}"), b"done")
+    listings: list[str] = []
+    real = zk.get_children
+    monkeypatch.setattr(zk, "get_children", lambda path, *a, **k: listings.append(path) or real(path, *a, **k))
+    tasks = ["task-000000000001-0000000001", "task-000000000002-0000000002"]
+    waiter, found = _wait_in_background(zk, tasks)
+    for task in tasks:
+        zk.create(status_path(task), TaskStatus("done", exit_code=0).encode())
+    waiter.join(20)
+    assert not waiter.is_alive() and set(found) == set(tasks)
+    assert listings == []  # each of our tasks was read instead
+
+
+def test_wait_for_all_before_status_exists(zk: KazooClient) -> None:
+    """A waiter started before anything ever completed here finds /status missing, then its records."""
+    assert zk.exists(STATUS) is None
+    tasks = ["task-000000000001-0000000001"]
+    waiter, found = _wait_in_background(zk, tasks)
+    zk.create(status_path(tasks[0]), TaskStatus("done", exit_code=0).encode(), makepath=True)
+    waiter.join(20)
+    assert not waiter.is_alive() and found[tasks[0]].ok

@@ -71,6 +71,9 @@ def test_status_round_trips_and_says_done() -> None:
     status = TaskStatus("done", exit_code=0, worker="w1", output="hi\n", run_id="r1")
     data = status.encode()
     assert b"done" in data  # the book's client looks for the word
+    # fields in their order, the unset ones and book_worker (known only to a reader) left out
+    assert json.loads(data) == {"state": "done", "exit_code": 0, "worker": "w1", "output": "hi\n", "run_id": "r1"}
+    assert list(json.loads(data)) == ["state", "exit_code", "worker", "output", "run_id"]
     assert TaskStatus.decode(data) == TaskStatus("done", exit_code=0, worker="w1", output="hi\n", run_id="r1")
 
 
