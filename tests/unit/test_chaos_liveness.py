@@ -162,3 +162,23 @@ def test_a_cut_off_zookeeper_leader_counts_from_writable_and_a_finished_fault_is
     assert windows["partition-zk"].measured_from == 10.0
     assert round(windows["partition-zk"].completion_gap, 3) == 1.2
     assert measure(events, budget=2.0).violations == []
+
+
+def test_what_follows_a_quorum_loss_is_the_quorum_loss_even_when_the_next_fault_came() -> None:
+    """Masters whose sessions ran out while ZooKeeper had no quorum elect one again once it is back:
+    a gap in progress when writes were accepted again is the outage's, not the next fault's."""
+    events = [
+        ev(0.0, "elected", master="m1", epoch=1),
+        *steady(0.1, 5.0),
+        ev(5.0, "submit-ok", task="stuck"),
+        ev(5.1, "fault", fault="zk-quorum-loss", target="ZooKeeper servers 1 and 3"),
+        ev(8.1, "healed", fault="zk-quorum-loss"),
+        ev(9.0, "writable", fault="zk-quorum-loss"),
+        ev(9.5, "fault", fault="pause-worker", target="w2"),
+        ev(10.0, "elected", master="m2", epoch=2),
+        ev(11.0, "complete", task="stuck", worker="w1"),
+    ]
+    windows = {w.fault: w for w in measure(events, budget=5.0).windows}
+    assert windows["zk-quorum-loss"].measured_from == 9.0
+    assert round(windows["zk-quorum-loss"].completion_gap, 3) == 2.0
+    assert windows["pause-worker"].completion_gap == 0.0

@@ -19,15 +19,17 @@ Faults inside ZooKeeper that leave no quorum to write to are measured from the m
 accepts writes again: until then no client can progress, and how long ZooKeeper takes is its own
 doing (the restarted JVMs' start, its election, its failure detection of ``syncLimit`` ticks),
 not masterworker's. ``zk-quorum-loss`` (2 of 3 servers down: unhealable on purpose until the
-nemesis restarts them) counts from its ``recovered`` record (the quorum back, writes accepted),
-``partition-zk`` (the leader cut off from its peers: it holds on for ``syncLimit`` ticks, 5 s with
-the launcher's settings, before the others elect a new one) from its ``writable`` record. The
-time between such a fault's start and then is cut out of both measures.
+nemesis restarts them) and ``partition-zk`` (the leader cut off from its peers: it holds on for
+``syncLimit`` ticks, 5 s with the launcher's settings, before the others elect a new one) count
+from their ``writable`` record (an older history's quorum loss has only ``recovered``). The time
+between such a fault's start and then is cut out of both measures.
 
 A stretch is charged, with its whole length, to the fault under way (from its start to its heal
-or recovery) when the stretch began; else to the first fault that started during it (a gap that
-began in the lull just before a fault is that fault's doing); else to the fault whose window
-(from its start to the next fault's start) it began in, or to ``(no fault)`` before the first.
+or recovery) when the stretch began, or to the ZooKeeper outage it began in (cut where writes were
+accepted again: the masters electing one of them again afterwards is that outage's doing); else
+to the first fault that started during it (a gap that began in the lull just before a fault is
+that fault's doing); else to the fault whose window (from its start to the next fault's start)
+it began in, or to ``(no fault)`` before the first.
 A stretch that runs on past its fault's heal into the next fault stays its own fault's.
 """
 
@@ -61,7 +63,7 @@ class FaultWindow:
     end: float  # the next fault's start, or the end of the history
     healed: float | None  # when the nemesis removed the cause (None: not recorded)
     recovered: float | None = None  # when the nemesis saw the recovery it waits for (or gave up)
-    writable: float | None = None  # when the nemesis saw ZooKeeper accept writes again (partition-zk)
+    writable: float | None = None  # when the nemesis saw ZooKeeper accept writes again (the outages)
     without_master: float = 0.0  # the longest stretch without an active master charged to this fault
     completion_gap: float = 0.0  # the longest stretch without a completion, work outstanding
 
@@ -265,5 +267,7 @@ def _charged(windows: list[FaultWindow], start: float, end: float) -> list[Fault
     """The fault(s) a stretch is charged to; see the module docstring."""
     faults = [w for w in windows if w.fault != NO_FAULT]
     under_way = [w for w in faults if w.under_way[0] <= start < w.under_way[1]]
+    # cut where ZooKeeper came back: it began during the outage (masters re-electing afterwards)
+    resumed = [w for w in faults if w.fault in ZOOKEEPER_OUTAGES and w.start < start == w.measured_from]
     began = [w for w in faults if start < w.start <= end][:1]
-    return under_way or began or [w for w in windows if w.start <= start < w.end][:1]
+    return under_way or resumed or began or [w for w in windows if w.start <= start < w.end][:1]

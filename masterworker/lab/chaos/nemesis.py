@@ -217,6 +217,7 @@ class Nemesis:
     def _zk_quorum_loss(self) -> None:
         victims = self.rng.sample(self.backend.zk_servers(), 2)
         target = f"ZooKeeper servers {' and '.join(victims)}"
+        before = self.active_master()
         self._fault("zk-quorum-loss", target, "(no quorum: no progress)")
         for server in victims:
             self.backend.kill_zk(server)
@@ -225,7 +226,24 @@ class Nemesis:
             self.backend.restart_zk(server)
         self.history.record("healed", fault="zk-quorum-loss", target=target)  # restarted; liveness waits for writes
         restarted = time.monotonic()
-        self._recovered("zk-quorum-loss", restarted, self._wait(self._writable), "quorum back, writes accepted")
+        writable = self._wait(self._writable)
+        if writable:
+            self.history.record("writable", fault="zk-quorum-loss")  # liveness counts from here
+        writable_at = time.monotonic()
+
+        def serving() -> bool:
+            """A master elected since, or the old one still there a session timeout later (it survived)."""
+            now = self.active_master()
+            if now is None:
+                return False
+            survived = time.monotonic() - writable_at > self.backend.session_timeout + 1.0
+            return before is None or now[1] != before[1] or survived
+
+        # A master silent longer than its session gives it up, and the others elect one of them again
+        # (its /master may linger a moment): the next fault waits for that, or it would land on a
+        # system still recovering from this one and be charged with what this one did.
+        served = writable and self._wait(serving)
+        self._recovered("zk-quorum-loss", restarted, served, "quorum back, writes accepted, a master serving")
 
     def _reconfig(self) -> None:
         """Grow the ensemble by two servers, then remove them, each in one reconfig (chapter 10).
