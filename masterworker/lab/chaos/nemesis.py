@@ -218,6 +218,7 @@ class Nemesis:
         victims = self.rng.sample(self.backend.zk_servers(), 2)
         target = f"ZooKeeper servers {' and '.join(victims)}"
         before = self.active_master()
+        old_session = before[1] if before else None
         self._fault("zk-quorum-loss", target, "(no quorum: no progress)")
         for server in victims:
             self.backend.kill_zk(server)
@@ -233,11 +234,10 @@ class Nemesis:
 
         def serving() -> bool:
             """A master elected since, or the old one still there a session timeout later (it survived)."""
-            now = self.active_master()
-            if now is None:
-                return False
+            if self._new_master(old_session):
+                return True
             survived = time.monotonic() - writable_at > self.backend.session_timeout + 1.0
-            return before is None or now[1] != before[1] or survived
+            return survived and self.active_master() is not None
 
         # A master silent longer than its session gives it up, and the others elect one of them again
         # (its /master may linger a moment): the next fault waits for that, or it would land on a
