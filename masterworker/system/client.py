@@ -38,6 +38,7 @@ from masterworker.system.budget import TXN_BUDGET, OverBudget, op_bytes, split_b
 from masterworker.system.errors import BacklogFull, BadInput, MasterworkerError, NotFound
 from masterworker.system.history import History
 from masterworker.system.multiread import get_many
+from masterworker.system.pipelined import create_many
 from masterworker.system.protocol import (
     ASSIGN,
     MASTER,
@@ -407,14 +408,7 @@ def _start(client: KazooClient, guids: list[str], data: list[bytes], transaction
         for guid, value in zip(guids, data, strict=True):
             txn.create(task_path(protected_prefix(guid)), value, sequence=True)
         return ("multi", guids, txn.commit_async())
-    return (
-        "each",
-        guids,
-        [
-            client.create_async(task_path(protected_prefix(g)), v, sequence=True)
-            for g, v in zip(guids, data, strict=True)
-        ],
-    )
+    return ("each", guids, create_many(client, [task_path(protected_prefix(g)) for g in guids], data))
 
 
 def _finish(pending: tuple) -> dict[str, str]:
@@ -427,11 +421,13 @@ def _finish(pending: tuple) -> dict[str, str]:
             raise failed[1]
         return {guid: path.rsplit("/", 1)[1] for guid, path in zip(guids, outcome, strict=True)}
     created, lost = {}, None
-    for guid, result in zip(guids, results, strict=True):
-        try:
-            created[guid] = result.get().rsplit("/", 1)[1]
-        except RECOVERABLE as exc:
-            lost = exc
+    for guid, result in zip(guids, results.wait(), strict=True):
+        if isinstance(result, RECOVERABLE):
+            lost = result
+        elif isinstance(result, Exception):
+            raise result
+        else:
+            created[guid] = result.rsplit("/", 1)[1]
     if lost is not None:
         raise lost
     return created

@@ -168,3 +168,19 @@ def test_versus_book_drives_both_systems_with_one_client_and_stops_the_jvms() ->
     assert book["book-master-1"] > 0  # the active master's JVM assigned the tasks
     assert rows[("mw", "collect")]["cpu_ms_per_task_by_process"]["master-2"] is not None  # mw with a backup too
     assert all(run["ratios"][client]["median"] > 0 for client in ("book", "collect", "collect-file"))
+
+
+def test_a_bench_system_leaves_no_files_behind_unless_it_failed(zk_hosts: str) -> None:
+    with BenchSystem(zk_hosts) as system:
+        system.start_master()
+        system.wait(lambda: system.client.exists("/master"), 30, "the master")
+        kept = system.log_dir
+    assert not kept.exists()
+    with pytest.raises(TimeoutError), BenchSystem(zk_hosts) as system:
+        failed = system.log_dir
+        system.start_master()
+        system.wait(lambda: False, 0.1, "something that never happens")
+    try:
+        assert (failed / "master-1.log").is_file()  # what a failed run leaves to read
+    finally:
+        shutil.rmtree(failed, ignore_errors=True)

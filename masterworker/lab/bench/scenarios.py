@@ -82,6 +82,7 @@ def throughput(
         system.ready(workers)
         if client == "book-java":
             start_book_driver(system, book_classpath)
+        system.settle()  # the backups and JVMs still starting are no round's cost
         when = conditions(system.zookeeper_version(), warmup)
         if warmup:
             run(system, warmup, batch, argv, budget + warmup / 50)

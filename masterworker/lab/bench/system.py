@@ -8,6 +8,7 @@ process from ``/proc/<pid>/stat``, ZooKeeper requests from the ``mntr`` counter
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 import time
 import uuid
@@ -16,6 +17,7 @@ from pathlib import Path
 
 from kazoo.client import KazooClient
 from kazoo.hosts import collect_hosts
+from loguru import logger
 
 from masterworker.lab.bench.costs import Snapshot, cpu_seconds
 from masterworker.lab.processes import MwProcess, mw_env
@@ -58,7 +60,8 @@ class BenchSystem:
         ensure_nodes(self.client)
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, exc_type: type[BaseException] | None, *exc: object) -> None:
+        """Stops everything; the logs and the server's data go too, unless the run failed (then they stay)."""
         for process in self.processes.values():
             process.terminate(10)
             process.stop()
@@ -70,6 +73,10 @@ class BenchSystem:
             admin = connect(ZkSettings(hosts=self._zk.split("/", 1)[0]))
             admin.delete(self._chroot, recursive=True)
             close_quietly(admin)
+        if exc_type is None:
+            shutil.rmtree(self.log_dir, ignore_errors=True)
+        else:
+            logger.warning("the bench's logs and ZooKeeper's data are kept in {}", self.log_dir)
 
     @property
     def embedded(self) -> LocalZooKeeper | None:
@@ -104,6 +111,25 @@ class BenchSystem:
             60,
             "the master and workers",
         )
+
+    def settle(self, timeout: float = 30, window: float = 0.25, share: float = 0.02) -> float:
+        """Waits until the system's processes are quiet: together less than ``share`` of a core over ``window``.
+
+        A process that is still starting (a backup master importing its modules, a JVM loading its
+        classes) must not be charged to the round that happens to run beside it; neither system's.
+        Gives up quietly after ``timeout`` (the rounds then say what they cost)."""
+        started = time.monotonic()
+        last = self._system_cpu()
+        while time.monotonic() - started < timeout:
+            time.sleep(window)
+            now = self._system_cpu()
+            if now - last < share * window:
+                break
+            last = now
+        return time.monotonic() - started
+
+    def _system_cpu(self) -> float:
+        return sum(seconds for name, seconds in self.cpu().items() if name != "bench client")
 
     def statuses(self) -> int:
         return self.client.exists(STATUS).numChildren
