@@ -134,7 +134,7 @@ def run_command(spec: TaskSpec, allow: frozenset[str] | None = None, groups: Pro
     groups = groups if groups is not None else ProcessGroups()
     with tempfile.TemporaryFile() as output:  # a file, so a chatty task cannot fill our memory
         try:
-            exit_code, reason = _run_group(spec, output, groups), None
+            exit_code, reason = _run_group(spec, output.fileno(), groups), None
         except subprocess.TimeoutExpired:
             exit_code, reason = None, f"timed out after {spec.timeout:g} s"
         except OSError as exc:
@@ -158,27 +158,62 @@ def run_command(spec: TaskSpec, allow: frozenset[str] | None = None, groups: Pro
     )
 
 
-def _run_group(spec: TaskSpec, output: object, groups: ProcessGroups) -> int:
+def _run_group(spec: TaskSpec, output: int, groups: ProcessGroups) -> int:
     """The exit code of the task's first process; TimeoutExpired once its whole group is ended."""
-    process = subprocess.Popen(
-        spec.argv,
-        stdin=subprocess.DEVNULL,
-        stdout=output,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,  # its own session and process group (setsid in the child, no preexec_fn)
-        close_fds=True,  # never the write end of the reaper's pipe, nor anything else of ours
-    )
+    pid = _spawn(spec.argv, output)
     timed_out = False
     try:
-        groups.started(process.pid)
-        if not wait_exited(process.pid, spec.timeout):
+        groups.started(pid)
+        if not wait_exited(pid, spec.timeout):
             timed_out = True
-            signal_group(process.pid, signal.SIGTERM)
-            wait_exited(process.pid, TERM_GRACE)
+            signal_group(pid, signal.SIGTERM)
+            wait_exited(pid, TERM_GRACE)
     finally:
-        signal_group(process.pid, signal.SIGKILL)  # what is left of the group; the id is still ours
-        groups.ended(process.pid)
-        process.wait()  # reaped only now
+        signal_group(pid, signal.SIGKILL)  # what is left of the group; the id is still ours
+        groups.ended(pid)
+        _, wait_status = os.waitpid(pid, 0)  # reaped only now
     if timed_out:
         raise subprocess.TimeoutExpired(spec.argv, spec.timeout)
-    return process.returncode
+    return os.waitstatus_to_exitcode(wait_status)
+
+
+def _spawn(argv: list[str], output: int) -> int:
+    """Start argv (searched on PATH) in a session and process group of its own; its pid.
+
+    ``posix_spawnp`` rather than ``subprocess.Popen``: the same vfork and exec, the same errors
+    (OSError with the exec's errno, ValueError for a NUL byte), without Popen's Python around
+    them (its error pipe, its bookkeeping). Popen's ``close_fds`` is not needed: every
+    descriptor Python opens is close-on-exec (PEP 446), and a worker makes the ones it inherited
+    close-on-exec at start (``keep_descriptors_from_tasks``). Like Popen's ``restore_signals``,
+    the signals Python ignores are the default again in the task. Measured with ``mw bench exec``
+    (``/bin/true``, 3 workers x 2 slots), 3 runs of 5 rounds each, alternated with Popen:
+    845-914 -> 993-1,110 tasks/s, 2.09-2.28 -> 1.66-1.89 CPU-ms per task, all processes.
+    (Python 3.11 holds the GIL through ``posix_spawnp``'s vfork and exec: about 0.3 ms.)
+    """
+    return os.posix_spawnp(
+        argv[0],
+        argv,
+        os.environ,
+        file_actions=[
+            (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
+            (os.POSIX_SPAWN_DUP2, output, 1),
+            (os.POSIX_SPAWN_DUP2, output, 2),
+        ],
+        setsid=True,
+        setsigdef=_RESTORED_SIGNALS,
+    )
+
+
+_RESTORED_SIGNALS = tuple(getattr(signal, name) for name in ("SIGPIPE", "SIGXFZ", "SIGXFSZ") if hasattr(signal, name))
+
+
+def keep_descriptors_from_tasks() -> None:
+    """Make every descriptor this process inherited (beyond 0, 1 and 2) close-on-exec, once at start:
+    what a task inherits is its standard input, output and error, and nothing of its worker's."""
+    for name in os.listdir("/proc/self/fd") if os.path.isdir("/proc/self/fd") else ():
+        fd = int(name)
+        if fd > 2:
+            try:
+                os.set_inheritable(fd, False)
+            except OSError:
+                pass  # the listing's own descriptor, closed by now

@@ -15,9 +15,10 @@ processes would run on and keep writing while the master hands the same tasks to
 So each worker starts one long-lived reaper at start, ``python -m masterworker.system.reaper``, with a
 pipe as its standard input. The worker writes ``+PGID`` on the pipe when a task's group starts
 and ``-PGID`` when it has ended it. The worker holds the only write end (not inheritable, and
-tasks start with close_fds), so when the worker dies by any means the kernel closes it, the
-reaper reads end-of-file, sends SIGTERM to every group still listed, SIGKILL after a short grace
-to what is left, and exits. A clean stop is the same end-of-file with nothing listed.
+a task inherits no descriptor of its worker: ``execution.py``), so when the worker dies by any
+means the kernel closes it, the reaper reads end-of-file, sends SIGTERM to every group still
+listed, SIGKILL after a short grace to what is left, and exits. A clean stop is the same
+end-of-file with nothing listed.
 
 Why not the kernel's parent-death signal (PR_SET_PDEATHSIG) in each task: Linux sends it when
 the *thread* that forked the task exits, not the process, and workers fork from pool threads;

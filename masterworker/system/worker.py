@@ -52,7 +52,7 @@ from loguru import logger
 
 from masterworker.system.connection import DEFAULT_SESSION_TIMEOUT
 from masterworker.system.events import AssignChanged, SessionChanged, Stop
-from masterworker.system.execution import ProcessGroups, run_command
+from masterworker.system.execution import ProcessGroups, keep_descriptors_from_tasks, run_command
 from masterworker.system.history import History
 from masterworker.system.multiread import get_many
 from masterworker.system.protocol import (
@@ -144,6 +144,7 @@ class Worker:
     # -- life cycle ----------------------------------------------------------------------------
     def run(self) -> None:
         logger.info("worker {} starting with {} slot(s)", self.id, self.slots)
+        keep_descriptors_from_tasks()
         self._completer.start()
         self._start_reaper()
         try:

@@ -15,7 +15,7 @@ import textwrap
 import threading
 import time
 
-from masterworker.system.execution import ProcessGroups, run_command
+from masterworker.system.execution import ProcessGroups, keep_descriptors_from_tasks, run_command
 from masterworker.system.protocol import MAX_OUTPUT_TAIL, TaskSpec
 from masterworker.system.reaper import Reaper
 from tests.helpers import processes_with, wait_until
@@ -119,3 +119,40 @@ def test_the_reaper_ignores_ctrl_c_and_exits_when_its_worker_closes_the_pipe() -
     finally:
         reaper.close()
     assert reaper.process.returncode == 0
+
+
+def test_a_task_inherits_no_descriptor_of_its_worker_only_its_standard_streams() -> None:
+    read_end, write_end = os.pipe()
+    os.set_inheritable(write_end, True)  # as if the worker had been started with it
+    try:
+        keep_descriptors_from_tasks()
+        status = run_command(TaskSpec(argv=["sh", "-c", "ls /proc/self/fd; read x && echo read; true"]))
+    finally:
+        os.close(read_end)
+        os.close(write_end)
+    # sh's own descriptors: 0, 1, 2 and the one ls lists /proc/self/fd with; nothing of ours.
+    assert str(write_end) not in status.output.split(), status.output
+    assert "read" not in status.output  # standard input is /dev/null: end of file at once
+
+
+def test_a_task_starts_in_a_session_of_its_own_with_sigpipe_at_its_default() -> None:
+    status = run_command(TaskSpec(argv=["sh", "-c", "ps -o sid= -p $$; echo $$; grep SigIgn /proc/self/status"]))
+    session, pid, ignored = status.output.split("\n")[:3]
+    assert session.strip() == pid.strip(), status.output  # the task leads its own session and group
+    assert int(ignored.split()[1], 16) & (1 << (signal.SIGPIPE - 1)) == 0, ignored  # Python ignores it; the task not
+
+
+def test_a_program_that_cannot_start_fails_with_the_reason(tmp_path) -> None:
+    missing = run_command(TaskSpec(argv=["no-such-program-" + marker()]))
+    assert missing.state == "failed" and missing.exit_code == 127
+    assert missing.reason is not None and "No such file or directory" in missing.reason
+    script = tmp_path / "script"
+    script.write_text("echo no shebang\n")
+    script.chmod(0o644)
+    denied = run_command(TaskSpec(argv=[str(script)]))
+    assert denied.state == "failed" and denied.reason is not None and "Permission denied" in denied.reason
+    script.chmod(0o755)
+    foreign = run_command(TaskSpec(argv=[str(script)]))  # no shell is tried behind the user's back
+    assert foreign.state == "failed" and foreign.reason is not None and "Exec format error" in foreign.reason
+    killed = run_command(TaskSpec(argv=["sh", "-c", "kill -9 $$"]))
+    assert killed.state == "failed" and killed.exit_code == -signal.SIGKILL
