@@ -188,7 +188,10 @@ def _spawn(argv: list[str], output: int) -> int:
     the signals Python ignores are the default again in the task. Measured with ``mw bench exec``
     (``/bin/true``, 3 workers x 2 slots), 3 runs of 5 rounds each, alternated with Popen:
     845-914 -> 993-1,110 tasks/s, 2.09-2.28 -> 1.66-1.89 CPU-ms per task, all processes.
-    (Python 3.11 holds the GIL through ``posix_spawnp``'s vfork and exec: about 0.3 ms.)
+    What it costs: Python 3.11 holds the GIL through ``posix_spawnp``'s vfork until the exec has
+    replaced the child (tenths of a millisecond; Popen releases it). A program whose exec itself
+    hangs (its file on a hung network filesystem) therefore stalls its whole worker, heartbeats
+    included, and the session expires: its tasks go to other workers, as for a worker that died.
     """
     return os.posix_spawnp(
         argv[0],
