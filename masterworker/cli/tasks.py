@@ -31,11 +31,11 @@ from masterworker.cli.common import (
 from masterworker.system.budget import TXN_BUDGET
 from masterworker.system.client import (
     DEFAULT_BACKLOG_CAP,
+    Collector,
     OutcomeUnknown,
     SubmitStopped,
     check_task_name,
     consume_status,
-    consume_statuses,
     encode_task,
     parse_task_lines,
     read_status,
@@ -303,6 +303,7 @@ def submit_file(
     client = connect(settings)
     tasks: list[str] = []
     statuses: dict[str, TaskStatus] = {}
+    collector = Collector(client)  # a failed task's record stays, so its output can still be read
     interrupted = False
     try:
         apply_role_acl(client, "client")
@@ -318,11 +319,11 @@ def submit_file(
             if not no_wait:
                 finishing = bar.add_task("finished ", total=len(tasks))
                 try:
-                    wait_for_all(client, tasks, timeout, lambda n: bar.advance(finishing, n), found=statuses)
+                    wait_for_all(client, tasks, timeout, lambda n: bar.advance(finishing, n), statuses, collector)
                 except KeyboardInterrupt:
                     interrupted = True
-        # a failed task's record stays, so its output can still be read
-        consume_statuses(client, [task for task, status in statuses.items() if status.ok])
+        collector.send([task for task, status in statuses.items() if status.ok])  # what Ctrl-C cut short
+        collector.finish()
     finally:
         close_quietly(client)
     failed = {t: s for t, s in statuses.items() if not s.ok}

@@ -519,10 +519,13 @@ def wait_for_all(
     timeout: float | None,
     progress: Callable[[int], None] | None = None,
     found: dict[str, TaskStatus] | None = None,
+    collector: Collector | None = None,
 ) -> dict[str, TaskStatus]:
     """Statuses of many tasks, read 64 per request, as they appear; stops early when ``timeout`` runs out.
 
     ``found`` is filled as statuses arrive, so a caller interrupted midway knows which finished.
+    With a ``collector``, every successful result is collected as soon as it is read (a failed
+    task's record stays, so that its output can still be read); the caller calls its ``finish``.
     A children watch on ``/status`` wakes the waiter when records appear, and only records listed
     there are read: no polling interval delays a result, and waiting costs one listing per wake-up
     rather than a read of every unfinished task. With more than ``STATUS_LISTING_LIMIT`` records
@@ -553,6 +556,8 @@ def wait_for_all(
             if not isinstance(result, Exception):
                 read[task] = TaskStatus.decode(result[0])
         found.update(read)
+        if collector is not None:
+            collector.send([task for task, status in read.items() if status.ok])
         if progress and read:
             progress(len(read))
         remaining = [t for t in remaining if t not in read]
@@ -565,28 +570,50 @@ def wait_for_all(
     return found
 
 
-def consume_statuses(client: KazooClient, tasks: list[str]) -> None:
-    """Collect many results: up to 64 deletes per multi-op request, all in flight at once.
+class Collector:
+    """Collects results (deletes their status records): up to 64 deletes per multi-op request, all in flight.
 
-    A batch fails as a whole when one record is already gone (collected by someone else): its
-    records are then deleted one by one, a missing one being no error.
+    ``send`` returns at once, so a waiter collects what it has read while it waits for the rest: the
+    deletes travel beside the reads instead of after the last one, and the wait for the last
+    result is no longer followed by a round trip per 64 results. ``finish`` waits for every
+    request sent. A batch fails as a whole when one record is already gone (collected by
+    someone else): its records are then deleted one by one, a missing one being no error.
     """
-    sent = []
-    for start in range(0, len(tasks), 64):
-        batch = tasks[start : start + 64]
-        txn = client.transaction()
-        for task in batch:
-            txn.delete(status_path(task))
-        sent.append((batch, txn.commit_async()))
-    retry = []
-    for batch, pending in sent:
-        if failure(pending.get()) is not None:
-            retry.extend(client.delete_async(status_path(task)) for task in batch)
-    for pending in retry:
-        try:
-            pending.get()
-        except NoNodeError:
-            pass
+
+    def __init__(self, client: KazooClient) -> None:
+        self.client = client
+        self._sent: list[tuple[list[str], object]] = []
+        self._asked: set[str] = set()
+
+    def send(self, tasks: list[str]) -> None:
+        """Collects ``tasks``, each once: a task already sent is skipped (Ctrl-C may stop a waiter mid-send)."""
+        tasks = [task for task in dict.fromkeys(tasks) if task not in self._asked]
+        self._asked.update(tasks)
+        for start in range(0, len(tasks), 64):
+            batch = tasks[start : start + 64]
+            txn = self.client.transaction()
+            for task in batch:
+                txn.delete(status_path(task))
+            self._sent.append((batch, txn.commit_async()))
+
+    def finish(self) -> None:
+        sent, self._sent = self._sent, []
+        retry = []
+        for batch, pending in sent:
+            if failure(pending.get()) is not None:
+                retry.extend(self.client.delete_async(status_path(task)) for task in batch)
+        for pending in retry:
+            try:
+                pending.get()
+            except NoNodeError:
+                pass
+
+
+def consume_statuses(client: KazooClient, tasks: list[str]) -> None:
+    """Collect many results at once (see ``Collector``)."""
+    collector = Collector(client)
+    collector.send(tasks)
+    collector.finish()
 
 
 def parse_task_file(text: str, timeout: float, client_id: str) -> list[TaskSpec]:

@@ -198,6 +198,36 @@ def test_submit_file_names_each_failed_task_and_keeps_its_output(
     assert zk.get_children(STATUS) == []  # collected now; the done task was collected by the submit
 
 
+def test_submit_file_collects_results_while_it_waits_and_ctrl_c_lists_the_rest(
+    mw_env: dict[str, str], spawn, zk: KazooClient, tmp_path: Path
+) -> None:
+    """A done task's record is collected before the file is finished; Ctrl-C then names what goes on."""
+    spawn("master", "--id", "m1")
+    spawn("worker", "--id", "w1", "--slots", "2")
+    tasks = tmp_path / "tasks.txt"
+    tasks.write_text("echo quick\nsleep 60\n")
+    submit = subprocess.Popen(
+        [sys.executable, "-m", "masterworker", "submit", "--file", str(tasks)],
+        env=mw_env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+    def only_the_long_task_left() -> bool:  # the quick one done and collected while the other runs
+        assigned = [t for w in zk.get_children("/assign") for t in zk.get_children(f"/assign/{w}")]
+        return zk.get_children(TASKS) == [] and len(assigned) == 1 and zk.get_children(STATUS) == []
+
+    wait_until(lambda: zk.exists("/assign") and zk.exists(STATUS) and only_the_long_task_left(), 30, "quick collected")
+    assert submit.poll() is None
+    submit.send_signal(signal.SIGINT)
+    out, err = submit.communicate(timeout=10)
+    assert submit.returncode == 130 and "Traceback" not in err
+    (running,) = [t for w in zk.get_children("/assign") for t in zk.get_children(f"/assign/{w}")]
+    assert out.splitlines() == [running, "1 done, 0 failed, 1 not finished"]
+    assert "interrupted: the 1 tasks not finished (listed above) go on" in err
+
+
 # -- logs ----------------------------------------------------------------------------------------
 
 

@@ -9,7 +9,7 @@ import pytest
 from kazoo.client import KazooClient
 
 from masterworker.system import client as client_module
-from masterworker.system.client import wait_for_all
+from masterworker.system.client import Collector, wait_for_all
 from masterworker.system.protocol import MAX_TASK_BYTES, STATUS, TaskStatus, status_path
 from tests.helpers import Roles, run_mw, wait_until
 
@@ -136,3 +136,31 @@ def test_wait_for_all_before_status_exists(zk: KazooClient) -> None:
     zk.create(status_path(tasks[0]), TaskStatus("done", exit_code=0).encode(), makepath=True)
     waiter.join(20)
     assert not waiter.is_alive() and found[tasks[0]].ok
+
+
+def test_wait_for_all_collects_each_result_as_it_is_read_and_keeps_failures(zk: KazooClient) -> None:
+    """With a collector, a done record is gone while the waiter still waits; a failed one stays for mw result."""
+    zk.ensure_path(STATUS)
+    done, failed = "task-000000000001-0000000001", "task-000000000002-0000000002"
+    collector = Collector(zk)
+    waiter, found = _wait_in_background(zk, [done, failed], collector=collector)
+    zk.create(status_path(done), TaskStatus("done", exit_code=0).encode())
+    wait_until(lambda: zk.exists(status_path(done)) is None, 20, "the first result collected while waiting")
+    assert waiter.is_alive()
+    zk.create(status_path(failed), TaskStatus("failed", exit_code=7).encode())
+    waiter.join(20)
+    collector.finish()
+    assert not waiter.is_alive() and set(found) == {done, failed}
+    assert zk.get_children(STATUS) == [failed]
+
+
+def test_collector_finishes_when_someone_else_collected_part_of_a_batch(zk: KazooClient) -> None:
+    """One record of a batch already gone fails the whole multi-op: the others are still collected."""
+    tasks = [f"task-000000000001-000000000{n}" for n in range(3)]
+    for task in tasks:
+        zk.create(status_path(task), TaskStatus("done", exit_code=0).encode(), makepath=True)
+    zk.delete(status_path(tasks[1]))
+    collector = Collector(zk)
+    collector.send(tasks)
+    collector.finish()
+    assert zk.get_children(STATUS) == []

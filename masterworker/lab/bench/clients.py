@@ -3,8 +3,8 @@
 - ``collect`` (the default) does what ``mw submit --file`` does, with the same library calls:
   submit every task (one create per task, or 100 per multi-op request with ``--submit batch``),
   wait for every status (``client.wait_for_all``: a children watch on ``/status``, 64 statuses per
-  read), then collect the results (``client.consume_statuses``: 64 deletes per request). A round
-  ends when the last result is collected.
+  read) and collect each result as it is read (``client.Collector``: 64 deletes per request). A
+  round ends when the last result is collected.
 - ``book`` repeats the book's Java client's znode operations exactly, one task at a time but all
   in flight (chapter 4's asynchronous client): a sequential create of ``/tasks/task-`` with a
   plain string, an ``exists`` watch on ``/status/<task>``, a ``getData`` once it exists, a
@@ -29,7 +29,7 @@ from kazoo.client import KazooClient
 from kazoo.protocol.states import EventType, WatchedEvent
 
 from masterworker.lab.bench.system import BenchSystem
-from masterworker.system.client import consume_statuses, submit_all, submit_payloads, wait_for_all
+from masterworker.system.client import Collector, submit_all, submit_payloads, wait_for_all
 from masterworker.system.multiread import get_many
 from masterworker.system.protocol import TASKS, TaskSpec, status_path
 
@@ -45,7 +45,7 @@ def _submit(client: KazooClient, n: int, batch: int | None, argv: list[str] | No
 
 
 def collect(system: BenchSystem, n: int, batch: int | None, argv: list[str] | None, timeout: float) -> list[float]:
-    """``mw submit --file``'s way: submit all, wait for all, collect the successful results."""
+    """``mw submit --file``'s way: submit all, then wait for all, collecting the successful results as they come."""
     began = time.monotonic()
     seen: dict[str, float] = {}
     statuses: dict = {}
@@ -56,10 +56,11 @@ def collect(system: BenchSystem, n: int, batch: int | None, argv: list[str] | No
             seen.setdefault(task, now)
 
     tasks = _submit(system.client, n, batch, argv)
-    wait_for_all(system.client, tasks, timeout, progress=mark, found=statuses)
+    collector = Collector(system.client)
+    wait_for_all(system.client, tasks, timeout, progress=mark, found=statuses, collector=collector)
+    collector.finish()
     if len(statuses) < n:
         raise TimeoutError(f"{n - len(statuses)} of {n} tasks had no status after {timeout:g} s")
-    consume_statuses(system.client, [task for task, status in statuses.items() if status.ok])
     failed = [task for task, status in statuses.items() if not status.ok]
     if failed:
         raise RuntimeError(f"{len(failed)} task(s) failed, e.g. {failed[0]}: {statuses[failed[0]].reason}")
