@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from masterworker.lab.bench.costs import Snapshot, conditions, cpu_seconds, round_costs, spread, summarize
+from masterworker.lab.bench.costs import Snapshot, conditions, cpu_model, cpu_seconds, round_costs, spread, summarize
 
 
 def test_costs_per_task_from_two_snapshots() -> None:
@@ -43,3 +43,13 @@ def test_cpu_of_this_process_and_the_conditions() -> None:
     assert cpu_seconds(2**22 + 12345) == 0.0  # no such process
     c = conditions("3.8.0", warmup=0)
     assert c["cores"] == os.cpu_count() and c["warm"] is False and c["zookeeper"] == "3.8.0"
+    assert c["cpu"]  # Linux names its processor; "?" elsewhere
+
+
+def test_cpu_model_names_the_processor_and_its_clock(tmp_path) -> None:  # noqa: ANN001
+    info = tmp_path / "cpuinfo"
+    info.write_text("processor\t: 0\nmodel name\t: AMD EPYC\ncpu MHz\t\t: 2596.140\n\nprocessor\t: 1\n")
+    assert cpu_model(str(info)) == "AMD EPYC at 2.6 GHz"
+    info.write_text("processor\t: 0\nmodel name\t: Some ARM core\n")
+    assert cpu_model(str(info)) == "Some ARM core"
+    assert cpu_model(str(tmp_path / "missing")) == "?"

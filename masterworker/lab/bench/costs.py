@@ -100,10 +100,26 @@ def _version(package: str) -> str:
         return "?"
 
 
+def cpu_model(cpuinfo: str = "/proc/cpuinfo") -> str:
+    """The processor as Linux names it, with its clock: two machines "of the same kind" may differ."""
+    try:
+        text = Path(cpuinfo).read_text()
+    except OSError:
+        return "?"
+    fields = dict(line.split(":", 1) for line in text.splitlines() if ":" in line)
+    fields = {key.strip(): value.strip() for key, value in fields.items()}
+    model = fields.get("model name", "?")
+    try:
+        return f"{model} at {float(fields['cpu MHz']) / 1000:.1f} GHz"
+    except (KeyError, ValueError):
+        return model
+
+
 def conditions(zookeeper_version: str | None, warmup: int) -> dict[str, Any]:
     """What a figure depends on besides the code: the machine, its load when the run began, versions."""
     return {
         "cores": os.cpu_count(),
+        "cpu": cpu_model(),
         "load_average_at_start": round(os.getloadavg()[0], 2),
         "python": platform.python_version(),
         "kazoo": _version("kazoo"),

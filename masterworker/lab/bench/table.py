@@ -63,7 +63,8 @@ def markdown(rows: list[tuple[str, dict[str, Any]]]) -> str:
     f = rows[0][1]
     lines.append("")
     lines.append(
-        f"Conditions: {c['cores']} cores, load average {c['load_average_at_start']} at the start; "
+        f"Conditions: {c['cores']} cores ({c.get('cpu', '?')}), "
+        f"load average {c['load_average_at_start']} at the start; "
         f"Python {c['python']}, kazoo {c['kazoo']}, ZooKeeper {c['zookeeper']} standalone, masterworker "
         f"{c['masterworker']}; 1 master, {f['workers']} workers x {f['slots']} slots, worker prefetch "
         f"{f['prefetch']}; {f['tasks']:,} tasks at once per round, {f['rounds']} rounds per row, "

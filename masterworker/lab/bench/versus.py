@@ -124,12 +124,13 @@ def markdown(run: dict[str, Any]) -> str:
     c = run["conditions"]
     lines.append("")
     lines.append(
-        f"Conditions: {c.get('cores')} cores, load average {c.get('load_average_at_start')} at the start and "
+        f"Conditions: {c.get('cores')} cores ({c.get('cpu', '?')}), "
+        f"load average {c.get('load_average_at_start')} at the start and "
         f"{c.get('load_average_at_end')} at the end; Python {c.get('python')}, kazoo {c.get('kazoo')}, ZooKeeper "
         f"{c.get('zookeeper')} standalone (the book's JVMs on the same jars), masterworker {c.get('masterworker')}; "
         "the book's system: 1 master, 1 backup, 3 workers; mw: 1 master, 1 backup, 3 workers x 2 slots, "
         "no tuning flag; "
-        f"{run['tasks']:,} tasks at once per round, {run['rounds']} cycles of the {len(run['rows'])}, "
+        f"{run['tasks']:,} tasks at once per round, {run['rounds']} cycles of its {len(run['rows'])} configurations, "
         "each round a fresh system "
         f"warmed up with {run['warmup']:,} tasks; CPU from /proc over each round only (every process: ZooKeeper, "
         "the JVMs or mw processes, the bench's client), requests from mntr."
