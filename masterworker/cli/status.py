@@ -31,6 +31,8 @@ from masterworker.system.connection import close_quietly, connect
 from masterworker.system.errors import BadInput
 from masterworker.system.zkops import RECOVERABLE
 
+SHOWN_DONE = 50  # rows of finished records a terminal shows; --json has every one
+
 
 def render(view: dict[str, Any]) -> None:
     console.print(describe_masters(view), highlight=False)
@@ -54,11 +56,15 @@ def render(view: dict[str, Any]) -> None:
     done = Table(title=f"finished, not yet collected ({len(view['done'])})")
     for column in ("task", "state", "exit code", "worker"):
         done.add_column(column)
-    for task, info in list(view["done"].items())[:50]:
+    for task, info in list(view["done"].items())[:SHOWN_DONE]:
         colour = "red" if info["state"] == "failed" else "green"
         exit_code = "-" if info["exit_code"] is None else str(info["exit_code"])
         done.add_row(task, f"[{colour}]{info['state']}[/]", exit_code, info["worker"] or "-")
     console.print(done)
+    if len(view["done"]) > SHOWN_DONE:
+        console.print(
+            f"... and {len(view['done']) - SHOWN_DONE} more (mw status --json lists them all)", highlight=False
+        )
 
 
 @friendly_errors

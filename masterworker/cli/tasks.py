@@ -222,6 +222,10 @@ def submit_command(
         close_quietly(client)
 
 
+def _tasks(n: int) -> str:
+    return f"{n} task" if n == 1 else f"{n} tasks"
+
+
 def _resumable(stopped: SubmitStopped, file: Path, numbers: list[int], as_json: bool) -> typer.Exit:
     """A submission stopped midway: the created tasks' names on stdout, one line on stderr saying
     where to resume (the tasks created are the file's first ones: batches go in order)."""
@@ -305,6 +309,7 @@ def submit_file(
     statuses: dict[str, TaskStatus] = {}
     collector = Collector(client)  # a failed task's record stays, so its output can still be read
     interrupted = False
+    why = ""
     try:
         apply_role_acl(client, "client")
         with Progress(*PROGRESS_COLUMNS, console=err_console, transient=as_json) as bar:
@@ -324,6 +329,12 @@ def submit_file(
                     interrupted = True
         collector.send([task for task, status in statuses.items() if status.ok])  # what Ctrl-C cut short
         collector.finish()
+        unfinished = [t for t in tasks if t not in statuses]
+        if unfinished and not (no_wait or interrupted):  # --timeout ran out: say why, as mw submit does
+            try:
+                why = whereabouts(client, unfinished[0])
+            except RECOVERABLE:
+                why = ""  # the line below then just leaves out where the first one is
     finally:
         close_quietly(client)
     failed = {t: s for t, s in statuses.items() if not s.ok}
@@ -346,20 +357,27 @@ def submit_file(
         for task, status in failed.items():
             console.print(
                 f"{task} [red]failed[/] on {status.worker or '?'} ({status.reason or 'no reason given'})"
-                f": output kept, see mw result {task}",
+                f": record kept, see mw result {task}",
                 highlight=False,
             )
-        if interrupted and waiting:
+        if waiting:
             console.out("\n".join(waiting), highlight=False)
         console.print(
             f"{len(statuses) - len(failed)} done, {len(failed)} failed, {len(waiting)} not finished",
             highlight=False,
         )
     if interrupted:
-        notice(f"interrupted: the {len(waiting)} tasks not finished (listed above) go on; mw result NAME --wait")
+        goes = "goes" if len(waiting) == 1 else "go"
+        notice(f"interrupted: {_tasks(len(waiting))} not finished (listed above) {goes} on; mw result NAME --wait")
         raise typer.Exit(130)
     if no_wait:
         return
     if waiting:
+        notice(
+            f"{_tasks(len(waiting))} not finished after {timeout or 0:g} s (listed above)"
+            + (f"; the first is {why}" if why else "")
+            + ("; it goes on" if len(waiting) == 1 else "; they go on")
+            + ": mw result NAME --wait"
+        )
         raise typer.Exit(EXIT_TIMED_OUT)
     raise typer.Exit(1 if failed else 0)

@@ -225,7 +225,33 @@ def test_submit_file_collects_results_while_it_waits_and_ctrl_c_lists_the_rest(
     assert submit.returncode == 130 and "Traceback" not in err
     (running,) = [t for w in zk.get_children("/assign") for t in zk.get_children(f"/assign/{w}")]
     assert out.splitlines() == [running, "1 done, 0 failed, 1 not finished"]
-    assert "interrupted: the 1 tasks not finished (listed above) go on" in err
+    assert "interrupted: 1 task not finished (listed above) goes on; mw result NAME --wait" in err
+
+
+def test_submit_file_timeout_lists_the_unfinished_tasks_and_says_why(
+    mw_env: dict[str, str], zk: KazooClient, tmp_path: Path
+) -> None:
+    """As ``mw submit --timeout`` does for one task: the names to ask for later, and the cause (no master)."""
+    tasks = tmp_path / "tasks.txt"
+    tasks.write_text("echo a\necho b\n")
+    result = run_mw("submit", "--file", str(tasks), "--timeout", "1", env=mw_env)
+    assert result.returncode == 3 and "Traceback" not in result.stderr
+    *names, summary = result.stdout.splitlines()
+    assert sorted(names) == sorted(zk.get_children(TASKS)) and len(names) == 2
+    assert summary == "0 done, 0 failed, 2 not finished"
+    assert (
+        "2 tasks not finished after 1 s (listed above); the first is pending in /tasks: no master is running"
+        " (start one with 'mw master'); they go on: mw result NAME --wait" in result.stderr
+    )
+
+
+def test_status_says_how_many_finished_records_it_does_not_show(mw_env: dict[str, str], zk: KazooClient) -> None:
+    for n in range(53):
+        zk.create(f"{STATUS}/task-00000000000{n % 10}-00000000{n:02d}", b"done", makepath=True)  # the book's worker
+    result = run_mw("status", env=mw_env)
+    assert result.returncode == 0, result.stderr
+    assert "finished, not yet collected (53)" in result.stdout
+    assert "... and 3 more (mw status --json lists them all)" in result.stdout
 
 
 # -- logs ----------------------------------------------------------------------------------------
