@@ -307,7 +307,7 @@ def submit_file(
     client = connect(settings)
     tasks: list[str] = []
     statuses: dict[str, TaskStatus] = {}
-    collector = Collector(client)  # a failed task's record stays, so its output can still be read
+    collector = Collector(client)  # successful results only: a failed task's record stays for mw result
     interrupted = False
     why = ""
     try:

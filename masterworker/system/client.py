@@ -609,13 +609,6 @@ class Collector:
                 pass
 
 
-def consume_statuses(client: KazooClient, tasks: list[str]) -> None:
-    """Collect many results at once (see ``Collector``)."""
-    collector = Collector(client)
-    collector.send(tasks)
-    collector.finish()
-
-
 def parse_task_file(text: str, timeout: float, client_id: str) -> list[TaskSpec]:
     """One command per line, split like a shell would (no shell runs it); blank lines and # comments skipped."""
     return [spec for _, spec in parse_task_lines(text, timeout, client_id)]
