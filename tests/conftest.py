@@ -7,6 +7,8 @@ JVM started here is stopped at teardown, also when the test fails.
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -82,6 +84,32 @@ def spawn(mw_env: dict[str, str], tmp_path: Path) -> Iterator:
     yield start
     for process in started:
         process.stop()
+
+
+@pytest.fixture
+def interactive(mw_env: dict[str, str]) -> Iterator:
+    """interactive("submit", "--file", f) starts ``mw`` with pipes, to be signalled like a user at a terminal.
+
+    Whatever the test's outcome, a process still running at its end is killed and reaped.
+    """
+    started: list[subprocess.Popen] = []
+
+    def start(*args: str) -> subprocess.Popen:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "masterworker", *args],
+            env=mw_env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        started.append(process)
+        return process
+
+    yield start
+    for process in started:
+        if process.poll() is None:
+            process.kill()
+        process.communicate()
 
 
 @pytest.fixture

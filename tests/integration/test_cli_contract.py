@@ -153,17 +153,11 @@ def test_a_second_master_with_the_same_id_is_refused(mw_env: dict[str, str], spa
 
 
 def test_ctrl_c_of_a_waiting_submit_names_the_task_and_the_result_survives(
-    mw_env: dict[str, str], spawn, zk: KazooClient
+    mw_env: dict[str, str], spawn, interactive, zk: KazooClient
 ) -> None:
     spawn("master", "--id", "m1")
     spawn("worker", "--id", "w1")
-    submit = subprocess.Popen(
-        [sys.executable, "-m", "masterworker", "submit", "--", "sh", "-c", "sleep 1; echo later"],
-        env=mw_env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    submit = interactive("submit", "--", "sh", "-c", "sleep 1; echo later")
     wait_until(lambda: zk.exists("/assign/w1") and zk.get_children("/assign/w1"), what="the task running")
     asked = time.monotonic()
     submit.send_signal(signal.SIGINT)
@@ -199,20 +193,14 @@ def test_submit_file_names_each_failed_task_and_keeps_its_output(
 
 
 def test_submit_file_collects_results_while_it_waits_and_ctrl_c_lists_the_rest(
-    mw_env: dict[str, str], spawn, zk: KazooClient, tmp_path: Path
+    spawn, interactive, zk: KazooClient, tmp_path: Path
 ) -> None:
     """A done task's record is collected before the file is finished; Ctrl-C then names what goes on."""
     spawn("master", "--id", "m1")
     spawn("worker", "--id", "w1", "--slots", "2")
     tasks = tmp_path / "tasks.txt"
     tasks.write_text("echo quick\nsleep 60\n")
-    submit = subprocess.Popen(
-        [sys.executable, "-m", "masterworker", "submit", "--file", str(tasks)],
-        env=mw_env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    submit = interactive("submit", "--file", str(tasks))
 
     def only_the_long_task_left() -> bool:  # the quick one done and collected while the other runs
         assigned = [t for w in zk.get_children("/assign") for t in zk.get_children(f"/assign/{w}")]
