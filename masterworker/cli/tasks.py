@@ -309,6 +309,7 @@ def submit_file(
     statuses: dict[str, TaskStatus] = {}
     collector = Collector(client)  # successful results only: a failed task's record stays for mw result
     interrupted = False
+    waiting: list[str] = []  # not finished when the waiting ended
     why = ""
     try:
         apply_role_acl(client, "client")
@@ -329,16 +330,15 @@ def submit_file(
                     interrupted = True
         collector.send([task for task, status in statuses.items() if status.ok])  # what Ctrl-C cut short
         collector.finish()
-        unfinished = [t for t in tasks if t not in statuses]
-        if unfinished and not (no_wait or interrupted):  # --timeout ran out: say why, as mw submit does
+        waiting = [t for t in tasks if t not in statuses] if not no_wait else []
+        if waiting and not interrupted:  # --timeout ran out: say why, as mw submit does
             try:
-                why = whereabouts(client, unfinished[0])
+                why = whereabouts(client, waiting[0])
             except RECOVERABLE:
                 why = ""  # the line below then just leaves out where the first one is
     finally:
         close_quietly(client)
     failed = {t: s for t, s in statuses.items() if not s.ok}
-    waiting = [t for t in tasks if t not in statuses] if not no_wait else []
     if as_json:
         console.print_json(
             json.dumps(
