@@ -532,22 +532,27 @@ def wait_for_all(
     under ``/status`` it falls back to reading the unfinished tasks' statuses every 0.1 s.
     """
     found = {} if found is None else found
-    remaining = [t for t in tasks if t not in found]
+    # Each wake-up costs what the listing holds, not what is still awaited: a scan of every
+    # unfinished name per wake-up (8.9 ms with 100,000 awaited, 0.016 ms now) made the waiter's
+    # work grow with the square of the file's length. mw bench exec --tasks 20000 (2 cores, two
+    # runs alternated): the client's CPU 0.26-0.28 -> 0.19 ms per task. The index is the
+    # submission order, in which each read is sorted (failures are reported in that order).
+    waiting = {t: i for i, t in enumerate(tasks) if t not in found}
     deadline = None if timeout is None else time.monotonic() + timeout
     woke = threading.Event()
 
     def wake(_: object) -> None:  # one callable, reused: kazoo keeps a set of watchers per path
         woke.set()
 
-    while remaining:
+    while waiting:
         woke.clear()
         try:
             stat = client.exists(STATUS)
             if stat is not None and stat.numChildren <= STATUS_LISTING_LIMIT:
-                listed = set(client.get_children(STATUS, watch=wake))
-                candidates, poll = [t for t in remaining if t in listed], False
+                listed = client.get_children(STATUS, watch=wake)
+                candidates, poll = sorted((t for t in listed if t in waiting), key=waiting.__getitem__), False
             else:
-                candidates, poll = remaining, True
+                candidates, poll = list(waiting), True
             results = get_many(client, [status_path(t) for t in candidates])
         except RECOVERABLE:
             candidates, results, poll = [], [], True
@@ -560,8 +565,9 @@ def wait_for_all(
             collector.send([task for task, status in read.items() if status.ok])
         if progress and read:
             progress(len(read))
-        remaining = [t for t in remaining if t not in read]
-        if not remaining:
+        for task in read:
+            del waiting[task]
+        if not waiting:
             break
         left = None if deadline is None else deadline - time.monotonic()
         if left is not None and left <= 0:

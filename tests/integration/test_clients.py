@@ -128,6 +128,27 @@ def test_wait_for_all_reads_each_task_while_status_is_too_big_to_list(
     assert listings == []  # each of our tasks was read instead
 
 
+def test_wait_for_all_reads_only_listed_records_of_its_tasks_in_submission_order(
+    zk: KazooClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A wake-up reads what the listing shows of our tasks (not every task still awaited, not others'
+    records) and records them in the order they were submitted, whatever order they finished in."""
+    zk.ensure_path(STATUS)
+    zk.create(status_path("task-0000000000ff-0000000001"), b"done")  # somebody else's record
+    tasks = [f"task-000000000001-{n:010d}" for n in range(2_000)]
+    finished = tasks[10:310]
+    asked: list[int] = []
+    real = client_module.get_many
+    monkeypatch.setattr(client_module, "get_many", lambda c, paths: asked.append(len(paths)) or real(c, paths))
+    txn = zk.transaction()
+    for task in reversed(finished):
+        txn.create(status_path(task), TaskStatus("done", exit_code=0).encode())
+    assert all(r is True or isinstance(r, str) for r in txn.commit())
+    found = wait_for_all(zk, tasks, 0.5)
+    assert list(found) == finished
+    assert sum(asked) == len(finished)
+
+
 def test_wait_for_all_before_status_exists(zk: KazooClient) -> None:
     """A waiter started before anything ever completed here finds /status missing, then its records."""
     assert zk.exists(STATUS) is None

@@ -21,6 +21,7 @@ Each returns, for every task, the seconds from the start of the round until the 
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 from collections.abc import Callable
@@ -50,10 +51,10 @@ def collect(system: BenchSystem, n: int, batch: int | None, argv: list[str] | No
     seen: dict[str, float] = {}
     statuses: dict = {}
 
-    def mark(_: int) -> None:
+    def mark(_: int) -> None:  # the statuses read since the last call are the last ones in the dict
         now = time.monotonic()
-        for task in statuses:
-            seen.setdefault(task, now)
+        for task in itertools.islice(statuses, len(seen), None):
+            seen[task] = now
 
     tasks = _submit(system.client, n, batch, argv)
     collector = Collector(system.client)
