@@ -149,6 +149,45 @@ def test_wait_for_all_reads_only_listed_records_of_its_tasks_in_submission_order
     assert sum(asked) == len(finished)
 
 
+def _count_looks(zk: KazooClient, monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
+    looks = {"exists": 0, "get_children": 0}
+    for name in looks:
+        real = getattr(zk, name)
+
+        def counted(path, *a, _real=real, _name=name, **k):  # noqa: ANN001, ANN002, ANN003, ANN202
+            looks[_name] += path == STATUS
+            return _real(path, *a, **k)
+
+        monkeypatch.setattr(zk, name, counted)
+    return looks
+
+
+def test_wait_for_all_wakes_to_one_listing_and_polls_once_status_grows_too_big(
+    zk: KazooClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A wake-up is one listing (its reply says how big /status is: no exists first); once a listing
+    shows more than the limit, the waiter reads its own tasks instead of listing again."""
+    monkeypatch.setattr(client_module, "STATUS_LISTING_LIMIT", 3)
+    zk.ensure_path(STATUS)
+    looks = _count_looks(zk, monkeypatch)
+    tasks = [f"task-000000000001-000000000{n}" for n in range(3)]
+    waiter, found = _wait_in_background(zk, tasks)
+    for task in tasks[:2]:
+        zk.create(status_path(task), TaskStatus("done", exit_code=0).encode())
+        wait_until(lambda task=task: task in found, 20, f"{task} read")
+    assert looks["exists"] == 1 and looks["get_children"] >= 2  # the first look, then listings only
+    txn = zk.transaction()  # somebody else's records, at once: 5 under /status, more than the limit
+    for n in range(3):
+        txn.create(status_path(f"task-0000000000ff-000000000{n}"), b"done")
+    assert all(isinstance(r, str) for r in txn.commit())
+    wait_until(lambda: looks["exists"] > 1, 20, "the waiter polling")
+    listings = looks["get_children"]
+    zk.create(status_path(tasks[2]), TaskStatus("done", exit_code=0).encode())
+    waiter.join(20)
+    assert not waiter.is_alive() and set(found) == set(tasks)
+    assert looks["get_children"] == listings  # polling: our task's status read, /status not listed again
+
+
 def test_wait_for_all_before_status_exists(zk: KazooClient) -> None:
     """A waiter started before anything ever completed here finds /status missing, then its records."""
     assert zk.exists(STATUS) is None
