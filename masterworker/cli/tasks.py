@@ -182,6 +182,9 @@ def submit_command(
     """Submit a task and wait for its result: mw submit -- echo hello. Many: mw submit --file tasks.txt.
 
     Exit code 0 when the task is done, 1 when it failed, 3 when --timeout ran out first.
+    With --file: 0 when all are done, 1 when any failed (each named, in submission order), 3 when
+    --timeout ran out, 4 when the backlog cap stopped the submission midway (the error says the
+    line to resume from), 130 on Ctrl-C.
     The task is created so that a retry after a lost connection never makes a second one.
     """
     settings = setup(zk, session_timeout, log_level, log_json, auth=auth)
@@ -338,7 +341,7 @@ def submit_file(
                 why = ""  # the line below then just leaves out where the first one is
     finally:
         close_quietly(client)
-    failed = {t: s for t, s in statuses.items() if not s.ok}
+    failed = {t: statuses[t] for t in tasks if t in statuses and not statuses[t].ok}  # in submission order
     if as_json:
         console.print_json(
             json.dumps(
@@ -375,7 +378,8 @@ def submit_file(
     if waiting:
         notice(
             f"{_tasks(len(waiting))} not finished after {timeout or 0:g} s (listed above)"
-            + (f"; the first is {why}" if why else "")
+            + (f"; the first is {why}" if why and why != "finished" else "")
+            + ("; the first has finished since" if why == "finished" else "")
             + ("; it goes on" if len(waiting) == 1 else "; they go on")
             + ": mw result NAME --wait"
         )

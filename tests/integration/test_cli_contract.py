@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from kazoo.client import KazooClient
 
-from masterworker.system.protocol import MASTERS, STATUS, TASKS
+from masterworker.system.protocol import MASTERS, STATUS, TASKS, task_sequence
 from masterworker.zk.server import LocalZooKeeper
 from tests.helpers import run_mw, wait_until
 
@@ -190,6 +190,26 @@ def test_submit_file_names_each_failed_task_and_keeps_its_output(
     assert kept.returncode == 1
     assert kept.stdout.splitlines()[1] == "broken"
     assert zk.get_children(STATUS) == []  # collected now; the done task was collected by the submit
+
+
+def test_submit_file_names_the_failed_tasks_in_the_order_they_were_submitted(
+    mw_env: dict[str, str], spawn, tmp_path: Path
+) -> None:
+    """The second task fails a second before the first: both are named in the file's order, also in --json."""
+    spawn("master", "--id", "m1")
+    spawn("worker", "--id", "w1", "--slots", "2")
+    tasks = tmp_path / "tasks.txt"
+    tasks.write_text("sh -c 'sleep 1; exit 3'\nsh -c 'exit 4'\n")
+    result = run_mw("submit", "--file", str(tasks), "--timeout", "60", env=mw_env, timeout=90)
+    assert result.returncode == 1, result.stderr
+    failed = [line for line in result.stdout.splitlines() if " failed on " in line]
+    assert ["(exit code 3)" in failed[0], "(exit code 4)" in failed[1]] == [True, True], result.stdout
+    names = [line.split()[0] for line in failed]
+    assert names == sorted(names, key=task_sequence)
+    again = run_mw("submit", "--file", str(tasks), "--timeout", "60", "--json", env=mw_env, timeout=90)
+    report = json.loads(again.stdout)
+    assert report["failed"] == report["tasks"]  # both failed; the later one first, as before
+    assert [report["failures"][t]["exit_code"] for t in report["failed"]] == [3, 4]
 
 
 def test_submit_file_collects_results_while_it_waits_and_ctrl_c_lists_the_rest(
