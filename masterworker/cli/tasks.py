@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -237,7 +238,11 @@ def _resumable(stopped: SubmitStopped, file: Path, numbers: list[int], as_json: 
     resume = None
     if stopped.known and first is not None and all(name is None for name in stopped.names[first:]):
         resume = numbers[first]
-        message += f"; resume from line {resume:,} of {'standard input' if str(file) == '-' else file}"
+        if str(file) == "-":
+            message += f"; resume from line {resume:,} of standard input"
+        else:  # the command too: the lines before it are in, and must not go in again
+            command = f"tail -n +{resume} {shlex.quote(str(file))} | mw submit --file -"
+            message += f"; resume from line {resume:,} of {file}: {command}"
     if as_json:
         console.print_json(
             json.dumps(
