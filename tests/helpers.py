@@ -88,15 +88,17 @@ class Roles:
         self._clients.clear()
 
 
-def run_mw(*args: str, env: dict[str, str] | None = None, timeout: float = 60) -> subprocess.CompletedProcess:
-    """Run one mw command to completion and return the CompletedProcess (text)."""
+def run_mw(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 60, input: str | None = None
+) -> subprocess.CompletedProcess:
+    """Run one mw command to completion and return the CompletedProcess (text); ``input`` is its stdin."""
     return subprocess.run(
         [sys.executable, "-m", "masterworker", *args],
         env=env,
         capture_output=True,
         text=True,
         timeout=timeout,
-        stdin=subprocess.DEVNULL,
+        **({"input": input} if input is not None else {"stdin": subprocess.DEVNULL}),
     )
 
 

@@ -46,8 +46,8 @@ app.add_typer(tutorial.app, name="tutorial", help="Executable tutorials, one per
 app.add_typer(zk.app, name="zk", help="Run a local ZooKeeper (standalone or an ensemble) and look at its servers.")
 app.command("master", help="Run for master; backups wait and take over (ch. 3-5).")(master)
 app.command("worker", help="Register as a worker and run assigned tasks (ch. 3-5).")(worker)
-app.command("submit", help="Submit a task and wait for its result: mw submit -- echo hi.")(submit_command)
-app.command("result", help="Show (and collect) a task's result.")(result_command)
+app.command("submit")(submit_command)  # its help: the docstring (the exit codes too)
+app.command("result")(result_command)
 app.command("demo", help="The whole example in one command: kill -9 a master and a worker midway.")(demo_command)
 app.command("chaos", help="Kill, pause and expire masters, workers and ZooKeeper servers; check the history.")(
     chaos_command

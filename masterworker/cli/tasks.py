@@ -11,7 +11,7 @@ from typing import Annotated
 
 import typer
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import Progress
 
 from masterworker.cli.common import (
     DEFAULTS,
@@ -29,6 +29,14 @@ from masterworker.cli.common import (
     positive,
     setup,
 )
+from masterworker.cli.many import (
+    EXIT_TIMED_OUT,
+    PROGRESS_COLUMNS,
+    report,
+    result_file,
+    wait_and_collect,
+    where_first,
+)
 from masterworker.system.budget import TXN_BUDGET
 from masterworker.system.client import (
     DEFAULT_BACKLOG_CAP,
@@ -43,7 +51,6 @@ from masterworker.system.client import (
     require_known_task,
     submit,
     submit_all,
-    wait_for_all,
     wait_for_status,
     whereabouts,
 )
@@ -53,9 +60,6 @@ from masterworker.system.history import History
 from masterworker.system.protocol import DEFAULT_TASK_TIMEOUT, TaskSpec, TaskStatus
 from masterworker.system.security import apply_role_acl
 from masterworker.system.zkops import RECOVERABLE
-
-EXIT_TIMED_OUT = 3
-PROGRESS_COLUMNS = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
 
 
 def show_status(task: str, status: TaskStatus, as_json: bool) -> None:
@@ -182,11 +186,13 @@ def submit_command(
 ) -> None:
     """Submit a task and wait for its result: mw submit -- echo hello. Many: mw submit --file tasks.txt.
 
-    Exit code 0 when the task is done, 1 when it failed, 3 when --timeout ran out first.
-    With --file: 0 when all are done, 1 when any failed (each named, in submission order), 3 when
-    --timeout ran out, 4 when the backlog cap stopped the submission midway (the error says the
-    line to resume from), 130 on Ctrl-C.
-    The task is created so that a retry after a lost connection never makes a second one.
+    Exit code 0 when the task is done, 1 when it failed, 3 when --timeout ran out.
+
+    With --file: 0 all done; 1 some failed (each named, in submission order);
+    3 --timeout ran out (the unfinished listed); 130 Ctrl-C;
+    4 the backlog cap stopped it midway (the error says how to resume).
+
+    A task is created so that a retry after a lost connection never makes two.
     """
     settings = setup(zk, session_timeout, log_level, log_json, auth=auth)
     positive(timeout, "--timeout")
@@ -226,10 +232,6 @@ def submit_command(
         close_quietly(client)
 
 
-def _tasks(n: int) -> str:
-    return f"{n} task" if n == 1 else f"{n} tasks"
-
-
 def _resumable(stopped: SubmitStopped, file: Path, numbers: list[int], as_json: bool) -> typer.Exit:
     """A submission stopped midway: the created tasks' names on stdout, one line on stderr saying
     where to resume (the tasks created are the file's first ones: batches go in order)."""
@@ -261,10 +263,17 @@ def _resumable(stopped: SubmitStopped, file: Path, numbers: list[int], as_json: 
 
 @friendly_errors
 def result_command(
-    task: Annotated[str, typer.Argument(help="The task name that 'mw submit --no-wait' printed.")],
+    task: Annotated[str | None, typer.Argument(help="The task name that 'mw submit --no-wait' printed.")] = None,
     wait: Annotated[bool, typer.Option("--wait", help="Wait until the task finishes.")] = False,
     timeout: Annotated[float | None, typer.Option("--timeout", help="Seconds to wait with --wait.")] = None,
     keep: Annotated[bool, typer.Option("--keep", help="Leave the status node in place.")] = False,
+    file: Annotated[
+        Path | None,
+        typer.Option(
+            "--file",
+            help="Many: the task names in a file ('-' reads stdin), one per line, as mw submit --file printed them.",
+        ),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
     zk: ZkHosts = DEFAULTS["zk"],
     session_timeout: SessionTimeout = DEFAULTS["session_timeout"],
@@ -274,10 +283,20 @@ def result_command(
 ) -> None:
     """Show a task's result (and remove its status node, unless --keep).
 
-    Exit code 0 when done, 1 when failed, 2 for an unknown task, 3 when it has not finished.
+    Exit code 0 when done, 1 when failed, 2 for an unknown task, 3 if unfinished.
+
+    Many: mw result --file names.txt --wait, where names.txt is what
+    mw submit --file printed (lines not starting with a task name are skipped).
+    The done are collected, the failed named (their records kept), the
+    unfinished listed; exit codes as for mw submit --file.
     """
     settings = setup(zk, session_timeout, log_level, log_json, auth=auth)
     positive(timeout, "--timeout")
+    if (task is None) == (file is None):
+        raise BadInput("give either a task name or --file, not both" if task else "give a task name, or --file")
+    if file is not None:
+        result_file(settings, file, wait, timeout, keep, as_json)
+        return
     check_task_name(task)
     client = connect(settings)
     try:
@@ -317,7 +336,6 @@ def submit_file(
     statuses: dict[str, TaskStatus] = {}
     collector = Collector(client)  # successful results only: a failed task's record stays for mw result
     interrupted = False
-    waiting: list[str] = []  # not finished when the waiting ended
     why = ""
     try:
         apply_role_acl(client, "client")
@@ -331,62 +349,14 @@ def submit_file(
                 bar.stop()
                 raise _resumable(stopped, file, [number for number, _ in lines], as_json) from None
             if not no_wait:
-                finishing = bar.add_task("finished ", total=len(tasks))
-                try:
-                    wait_for_all(client, tasks, timeout, lambda n: bar.advance(finishing, n), statuses, collector)
-                except KeyboardInterrupt:
-                    interrupted = True
-        collector.send([task for task, status in statuses.items() if status.ok])  # what Ctrl-C cut short
-        collector.finish()
-        waiting = [t for t in tasks if t not in statuses] if not no_wait else []
-        if waiting and not interrupted:  # --timeout ran out: say why, as mw submit does
-            try:
-                why = whereabouts(client, waiting[0])
-            except RECOVERABLE:
-                why = ""  # the line below then just leaves out where the first one is
+                interrupted = wait_and_collect(client, tasks, timeout, statuses, collector, bar)
+        if not no_wait and not interrupted:  # --timeout ran out: say why, as mw submit does
+            why = where_first(client, [t for t in tasks if t not in statuses])
     finally:
         close_quietly(client)
-    failed = {t: statuses[t] for t in tasks if t in statuses and not statuses[t].ok}  # in submission order
+    if not no_wait:
+        report(tasks, statuses, timeout, as_json, interrupted, why)
     if as_json:
-        console.print_json(
-            json.dumps(
-                {
-                    "tasks": tasks,
-                    "done": len(statuses) - len(failed),
-                    "failed": list(failed),
-                    "failures": {t: {"exit_code": s.exit_code, "reason": s.reason} for t, s in failed.items()},
-                    "waiting": waiting,
-                }
-            )
-        )
-    elif no_wait:
-        console.out("\n".join(tasks), highlight=False)
+        console.print_json(json.dumps({"tasks": tasks, "done": 0, "failed": [], "failures": {}, "waiting": []}))
     else:
-        for task, status in failed.items():
-            console.print(
-                f"{task} [red]failed[/] on {status.worker or '?'} ({status.reason or 'no reason given'})"
-                f": record kept, see mw result {task}",
-                highlight=False,
-            )
-        if waiting:
-            console.out("\n".join(waiting), highlight=False)
-        console.print(
-            f"{len(statuses) - len(failed)} done, {len(failed)} failed, {len(waiting)} not finished",
-            highlight=False,
-        )
-    if interrupted:
-        goes = "goes" if len(waiting) == 1 else "go"
-        notice(f"interrupted: {_tasks(len(waiting))} not finished (listed above) {goes} on; mw result NAME --wait")
-        raise typer.Exit(130)
-    if no_wait:
-        return
-    if waiting:
-        notice(
-            f"{_tasks(len(waiting))} not finished after {timeout or 0:g} s (listed above)"
-            + (f"; the first is {why}" if why and why != "finished" else "")
-            + ("; the first has finished since" if why == "finished" else "")
-            + ("; it goes on" if len(waiting) == 1 else "; they go on")
-            + ": mw result NAME --wait"
-        )
-        raise typer.Exit(EXIT_TIMED_OUT)
-    raise typer.Exit(1 if failed else 0)
+        console.out("\n".join(tasks), highlight=False)

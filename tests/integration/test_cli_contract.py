@@ -249,8 +249,38 @@ def test_submit_file_timeout_lists_the_unfinished_tasks_and_says_why(
     assert summary == "0 done, 0 failed, 2 not finished"
     assert (
         "2 tasks not finished after 1 s (listed above); the first is pending in /tasks: no master is running"
-        " (start one with 'mw master'); they go on: mw result NAME --wait" in result.stderr
+        " (start one with 'mw master'); they go on: mw result --file NAMES --wait (the names above)" in result.stderr
     )
+
+
+def test_result_file_reads_what_submit_file_printed_and_waits_for_the_rest(
+    mw_env: dict[str, str], spawn, zk: KazooClient, tmp_path: Path
+) -> None:
+    """A --timeout leaves a task running: the names printed go back in as they are, and all is settled."""
+    spawn("master", "--id", "m1")
+    spawn("worker", "--id", "w1", "--slots", "3")
+    wait_until(lambda: zk.exists("/master") and zk.exists("/workers/w1"), 30, "a master and a worker")
+    tasks = tmp_path / "tasks.txt"
+    tasks.write_text("echo fine\nsh -c 'sleep 6; echo late'\nsh -c 'exit 3'\n")
+    first = run_mw("submit", "--file", str(tasks), "--timeout", "3", env=mw_env, timeout=60)
+    assert first.returncode == 3, first.stderr
+    assert first.stdout.splitlines()[-1] == "1 done, 1 failed, 1 not finished"
+    printed = tmp_path / "printed.txt"
+    printed.write_text(first.stdout)  # the failed line, the unfinished name, the summary
+    later = run_mw("result", "--file", str(printed), "--wait", "--timeout", "30", env=mw_env, timeout=60)
+    assert later.returncode == 1 and "Traceback" not in later.stderr, later.stderr
+    lines = later.stdout.splitlines()
+    assert len(lines) == 2 and "(exit code 3): record kept" in lines[0], lines
+    assert lines[1] == "1 done, 1 failed, 0 not finished"
+    failed = lines[0].split()[0]
+    assert zk.get_children(STATUS) == [failed]  # the late one collected, the failed one kept
+    unknown = run_mw("result", "--file", "-", env=mw_env, input=f"{failed}\ntask-000000000000-0000099999\n")
+    assert unknown.returncode == 2
+    assert unknown.stderr.strip().splitlines() == [
+        "error: 1 task of 2 not known (not pending, assigned or done), the first: task-000000000000-0000099999;"
+        " nothing was read"
+    ]
+    assert zk.get_children(STATUS) == [failed]
 
 
 def test_status_says_how_many_finished_records_it_does_not_show(mw_env: dict[str, str], zk: KazooClient) -> None:

@@ -1,0 +1,186 @@
+"""Many tasks at once: how ``mw submit --file`` and ``mw result --file`` wait, collect and report (ch. 4).
+
+The book's client waits for one task: a watch on its status znode, a read, a delete. A file of
+tasks is thousands of such waits. Here they share one children watch on ``/status``
+(``client.wait_for_all``), each successful result is collected as soon as it is read
+(``client.Collector``), and the report keeps the file's order: every failed task named, its
+record kept for ``mw result NAME``; the unfinished ones listed, one name per line; one summary
+line; and an exit code a script can act on (0 all done, 1 some failed, 3 not all finished in
+time, 130 Ctrl-C). What ``mw submit --file`` prints is what ``mw result --file`` reads: the
+names of the unfinished tasks of a run can be asked for again in one command.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import NoReturn
+
+import typer
+from kazoo.client import KazooClient
+from kazoo.exceptions import NoNodeError
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from masterworker.cli.common import console, err_console, notice
+from masterworker.system.client import Collector, check_task_name, task_exists, wait_for_all, whereabouts
+from masterworker.system.connection import close_quietly, connect
+from masterworker.system.errors import BadInput, NotFound
+from masterworker.system.protocol import ASSIGN, STATUS, TASKS, TaskStatus
+from masterworker.system.zkops import RECOVERABLE
+
+EXIT_TIMED_OUT = 3
+PROGRESS_COLUMNS = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+
+
+def tasks_phrase(n: int) -> str:
+    return f"{n} task" if n == 1 else f"{n} tasks"
+
+
+def read_names(file: Path) -> list[str]:
+    """The task names in a file ('-': standard input), in order, each once: the first word of each
+    line that starts with ``task-``, so that what ``mw submit --file`` printed can be read as it is
+    (its summary line and blank lines are skipped)."""
+    try:
+        text = sys.stdin.read() if str(file) == "-" else file.read_text()
+    except OSError as exc:
+        raise BadInput(f"cannot read {file}: {exc.strerror}") from None
+    words = (line.split()[0] for line in text.splitlines() if line.split())
+    names = list(dict.fromkeys(check_task_name(word) for word in words if word.startswith("task-")))
+    if not names:
+        raise BadInput(f"no task names in {'standard input' if str(file) == '-' else file}")
+    return names
+
+
+def unknown_tasks(client: KazooClient, names: list[str]) -> list[str]:
+    """The names that are nowhere: not pending, assigned or finished. A listing of each place first, in
+    the order tasks move (``/tasks``, every ``/assign/<w>``, ``/status``), so that a task moving on
+    meanwhile is seen; each name missed by all of them is looked for on its own."""
+    known: set[str] = set()
+    for path in (TASKS, ASSIGN, STATUS):
+        try:
+            listed = client.get_children(path)
+        except NoNodeError:
+            continue
+        if path != ASSIGN:
+            known.update(listed)
+            continue
+        for worker in listed:
+            try:
+                known.update(client.get_children(f"{ASSIGN}/{worker}"))
+            except NoNodeError:  # a dead worker's node, removed meanwhile: its tasks moved on
+                continue
+    return [name for name in names if name not in known and not task_exists(client, name)]
+
+
+def wait_and_collect(
+    client: KazooClient,
+    tasks: list[str],
+    timeout: float | None,
+    statuses: dict[str, TaskStatus],
+    collector: Collector | None,
+    bar: Progress | None = None,
+) -> bool:
+    """Waits for the tasks' statuses (``timeout`` 0: one look), collecting the successful ones as they
+    are read; True when Ctrl-C ended the wait. What Ctrl-C cut short is collected too."""
+    interrupted = False
+    finishing = bar.add_task("finished ", total=len(tasks)) if bar is not None else None
+    try:
+        progress = (lambda n: bar.advance(finishing, n)) if bar is not None else None
+        wait_for_all(client, tasks, timeout, progress, statuses, collector)
+    except KeyboardInterrupt:
+        interrupted = True
+    if collector is not None:
+        collector.send([task for task, status in statuses.items() if status.ok])
+        collector.finish()
+    return interrupted
+
+
+def where_first(client: KazooClient, waiting: list[str]) -> str:
+    """Where the first unfinished task is, for the notice ('' when ZooKeeper does not say)."""
+    if not waiting:
+        return ""
+    try:
+        return whereabouts(client, waiting[0])
+    except RECOVERABLE:
+        return ""
+
+
+def report(
+    tasks: list[str],
+    statuses: dict[str, TaskStatus],
+    timeout: float | None,
+    as_json: bool,
+    interrupted: bool,
+    why: str,
+) -> NoReturn:
+    """Prints the outcome of many tasks in their order and exits with its code (see the module);
+    ``why``: where the first unfinished task is. A failed task's record is never collected here."""
+    waiting = [t for t in tasks if t not in statuses]
+    failed = {t: statuses[t] for t in tasks if t in statuses and not statuses[t].ok}
+    if as_json:
+        console.print_json(
+            json.dumps(
+                {
+                    "tasks": tasks,
+                    "done": len(statuses) - len(failed),
+                    "failed": list(failed),
+                    "failures": {t: {"exit_code": s.exit_code, "reason": s.reason} for t, s in failed.items()},
+                    "waiting": waiting,
+                }
+            )
+        )
+    else:
+        for task, status in failed.items():
+            console.print(
+                f"{task} [red]failed[/] on {status.worker or '?'} ({status.reason or 'no reason given'})"
+                f": record kept, see mw result {task}",
+                highlight=False,
+            )
+        if waiting:
+            console.out("\n".join(waiting), highlight=False)
+        console.print(
+            f"{len(statuses) - len(failed)} done, {len(failed)} failed, {len(waiting)} not finished",
+            highlight=False,
+        )
+    again = "mw result NAME --wait" if len(waiting) == 1 else "mw result --file NAMES --wait (the names above)"
+    if interrupted:
+        goes = "goes" if len(waiting) == 1 else "go"
+        notice(f"interrupted: {tasks_phrase(len(waiting))} not finished (listed above) {goes} on; {again}")
+        raise typer.Exit(130)
+    if waiting:
+        notice(
+            f"{tasks_phrase(len(waiting))} not finished "
+            + (f"after {timeout:g} s" if timeout else "yet")
+            + " (listed above)"
+            + (f"; the first is {why}" if why and why != "finished" else "")
+            + ("; the first has finished since" if why == "finished" else "")
+            + ("; it goes on" if len(waiting) == 1 else "; they go on")
+            + f": {again}"
+        )
+        raise typer.Exit(EXIT_TIMED_OUT)
+    raise typer.Exit(1 if failed else 0)
+
+
+def result_file(settings, file: Path, wait: bool, timeout: float | None, keep: bool, as_json: bool) -> None:  # noqa: ANN001
+    """``mw result --file``: the results of many tasks, as ``mw submit --file`` reports them."""
+    names = read_names(file)
+    client = connect(settings)
+    statuses: dict[str, TaskStatus] = {}
+    try:
+        unknown = unknown_tasks(client, names)
+        if unknown:
+            raise NotFound(
+                f"{tasks_phrase(len(unknown))} of {len(names)} not known (not pending, assigned or done), "
+                f"the first: {unknown[0]}; nothing was read"
+            )
+        collector = None if keep else Collector(client)
+        if wait:
+            with Progress(*PROGRESS_COLUMNS, console=err_console, transient=as_json) as bar:
+                interrupted = wait_and_collect(client, names, timeout, statuses, collector, bar)
+        else:
+            interrupted = wait_and_collect(client, names, 0, statuses, collector)
+        why = "" if interrupted else where_first(client, [t for t in names if t not in statuses])
+    finally:
+        close_quietly(client)
+    report(names, statuses, timeout if wait else None, as_json, interrupted, why)
