@@ -113,9 +113,13 @@ def report(
     as_json: bool,
     interrupted: bool,
     why: str,
+    not_found: list[str] | None = None,
 ) -> NoReturn:
     """Prints the outcome of many tasks in their order and exits with its code (see the module);
-    ``why``: where the first unfinished task is. A failed task's record is never collected here."""
+    ``why``: where the first unfinished task is. A failed task's record is never collected here.
+    ``not_found`` (``mw result --file``): names found nowhere, most likely collected by an earlier
+    run; they are counted and named, and leave the exit code to the others."""
+    not_found = not_found or []
     waiting = [t for t in tasks if t not in statuses]
     failed = {t: statuses[t] for t in tasks if t in statuses and not statuses[t].ok}
     if as_json:
@@ -127,6 +131,7 @@ def report(
                     "failed": list(failed),
                     "failures": {t: {"exit_code": s.exit_code, "reason": s.reason} for t, s in failed.items()},
                     "waiting": waiting,
+                    **({"not_found": not_found} if not_found else {}),
                 }
             )
         )
@@ -140,10 +145,16 @@ def report(
         if waiting:
             console.out("\n".join(waiting), highlight=False)
         console.print(
-            f"{len(statuses) - len(failed)} done, {len(failed)} failed, {len(waiting)} not finished",
+            f"{len(statuses) - len(failed)} done, {len(failed)} failed, {len(waiting)} not finished"
+            + (f", {len(not_found)} not found" if not_found else ""),
             highlight=False,
         )
-    again = "mw result NAME --wait" if len(waiting) == 1 else "mw result --file NAMES --wait (the names above)"
+    if not_found:
+        notice(
+            f"{tasks_phrase(len(not_found))} not found (not pending, assigned or done: collected already, "
+            f"or never submitted here), the first: {not_found[0]}"
+        )
+    again = "mw result NAME --wait" if len(waiting) == 1 else "mw result --file OUT --wait, OUT being this output"
     if interrupted:
         goes = "goes" if len(waiting) == 1 else "go"
         notice(f"interrupted: {tasks_phrase(len(waiting))} not finished (listed above) {goes} on; {again}")
@@ -169,18 +180,21 @@ def result_file(settings, file: Path, wait: bool, timeout: float | None, keep: b
     statuses: dict[str, TaskStatus] = {}
     try:
         unknown = unknown_tasks(client, names)
-        if unknown:
+        if len(unknown) == len(names):
+            which = f"{names[0]} is not" if len(names) == 1 else f"none of the {len(names):,} tasks is"
             raise NotFound(
-                f"{tasks_phrase(len(unknown))} of {len(names)} not known (not pending, assigned or done), "
-                f"the first: {unknown[0]}; nothing was read"
+                f"{which} known here: not pending, assigned or done (collected already, or never submitted here)"
+                + ("" if len(names) == 1 else f"; the first: {names[0]}")
             )
+        missing = set(unknown)
+        known = [name for name in names if name not in missing]
         collector = None if keep else Collector(client)
         if wait:
             with Progress(*PROGRESS_COLUMNS, console=err_console, transient=as_json) as bar:
-                interrupted = wait_and_collect(client, names, timeout, statuses, collector, bar)
+                interrupted = wait_and_collect(client, known, timeout, statuses, collector, bar)
         else:
-            interrupted = wait_and_collect(client, names, 0, statuses, collector)
-        why = "" if interrupted else where_first(client, [t for t in names if t not in statuses])
+            interrupted = wait_and_collect(client, known, 0, statuses, collector)
+        why = "" if interrupted else where_first(client, [t for t in known if t not in statuses])
     finally:
         close_quietly(client)
-    report(names, statuses, timeout if wait else None, as_json, interrupted, why)
+    report(known, statuses, timeout if wait else None, as_json, interrupted, why, not_found=unknown)

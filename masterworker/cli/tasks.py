@@ -191,6 +191,7 @@ def submit_command(
     With --file: 0 all done; 1 some failed (each named, in submission order);
     3 --timeout ran out (the unfinished listed); 130 Ctrl-C;
     4 the backlog cap stopped it midway (the error says how to resume).
+    What it prints (the task names) goes back in: mw result --file OUT --wait.
 
     A task is created so that a retry after a lost connection never makes two.
     """
@@ -243,8 +244,7 @@ def _resumable(stopped: SubmitStopped, file: Path, numbers: list[int], as_json: 
         if str(file) == "-":
             message += f"; resume from line {resume:,} of standard input"
         else:  # the command too: the lines before it are in, and must not go in again
-            command = f"tail -n +{resume} {shlex.quote(str(file))} | mw submit --file -"
-            message += f"; resume from line {resume:,} of {file}: {command}"
+            message += f"; resume from line {resume:,} of {file}: {_resume_command(file, resume)}"
     if as_json:
         console.print_json(
             json.dumps(
@@ -259,6 +259,20 @@ def _resumable(stopped: SubmitStopped, file: Path, numbers: list[int], as_json: 
     elif stopped.submitted:
         console.out("\n".join(stopped.submitted), highlight=False)
     return fail(message, stopped.exit_code)
+
+
+def _resume_command(file: Path, line: int) -> str:
+    """The user's own command with the rest of the file on its stdin: the same options (--zk, --batch,
+    --timeout...), and the same program (a venv's mw by its path)."""
+    args, rebuilt = iter(sys.argv[1:]), []
+    for arg in args:
+        if arg == "--file":
+            next(args, None)
+            rebuilt += ["--file", "-"]
+        else:
+            rebuilt.append("--file=-" if arg.startswith("--file=") else arg)
+    program = sys.argv[0] if Path(sys.argv[0]).name == "mw" else "mw"
+    return f"tail -n +{line} {shlex.quote(str(file))} | {shlex.join([program, *rebuilt])}"
 
 
 @friendly_errors
@@ -288,7 +302,9 @@ def result_command(
     Many: mw result --file names.txt --wait, where names.txt is what
     mw submit --file printed (lines not starting with a task name are skipped).
     The done are collected, the failed named (their records kept), the
-    unfinished listed; exit codes as for mw submit --file.
+    unfinished listed, names found nowhere (collected already?) counted.
+    Exit codes: 0 all done; 1 some failed; 3 some unfinished; 130 Ctrl-C;
+    2 none of the names is known.
     """
     settings = setup(zk, session_timeout, log_level, log_json, auth=auth)
     positive(timeout, "--timeout")

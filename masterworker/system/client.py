@@ -459,6 +459,8 @@ def whereabouts(client: KazooClient, task: str) -> str:
             return f"running on {worker}"
         return f"assigned to {worker}, which is gone: a master will give it to another worker"
     if not client.exists(task_path(task)):
+        if client.exists(status_path(task)):  # it moved on while we looked: finished meanwhile
+            return "finished"
         return "not found under /tasks, /assign or /status (collected by someone else?)"
     if not client.exists(MASTER):
         return "pending in /tasks: no master is running (start one with 'mw master')"

@@ -249,7 +249,7 @@ def test_submit_file_timeout_lists_the_unfinished_tasks_and_says_why(
     assert summary == "0 done, 0 failed, 2 not finished"
     assert (
         "2 tasks not finished after 1 s (listed above); the first is pending in /tasks: no master is running"
-        " (start one with 'mw master'); they go on: mw result --file NAMES --wait (the names above)" in result.stderr
+        " (start one with 'mw master'); they go on: mw result --file OUT --wait, OUT being this output" in result.stderr
     )
 
 
@@ -274,13 +274,17 @@ def test_result_file_reads_what_submit_file_printed_and_waits_for_the_rest(
     assert lines[1] == "1 done, 1 failed, 0 not finished"
     failed = lines[0].split()[0]
     assert zk.get_children(STATUS) == [failed]  # the late one collected, the failed one kept
-    unknown = run_mw("result", "--file", "-", env=mw_env, input=f"{failed}\ntask-000000000000-0000099999\n")
+    again = run_mw("result", "--file", str(printed), env=mw_env)  # the same file once more: the late one is gone
+    assert again.returncode == 1, again.stderr  # what is left decides: the failed one
+    assert again.stdout.splitlines()[-1] == "0 done, 1 failed, 0 not finished, 1 not found"
+    assert "1 task not found (not pending, assigned or done: collected already" in again.stderr
+    assert zk.get_children(STATUS) == [failed]
+    typo = "task-000000000000-0000099999"
+    unknown = run_mw("result", "--file", "-", env=mw_env, input=f"{typo}\n")
     assert unknown.returncode == 2
     assert unknown.stderr.strip().splitlines() == [
-        "error: 1 task of 2 not known (not pending, assigned or done), the first: task-000000000000-0000099999;"
-        " nothing was read"
+        f"error: {typo} is not known here: not pending, assigned or done (collected already, or never submitted here)"
     ]
-    assert zk.get_children(STATUS) == [failed]
 
 
 def test_status_says_how_many_finished_records_it_does_not_show(mw_env: dict[str, str], zk: KazooClient) -> None:

@@ -83,15 +83,14 @@ def test_the_backlog_cap_holds_per_batch_and_says_where_to_resume(
     mw_env: dict[str, str], zk: KazooClient, tmp_path: Path
 ) -> None:
     tasks = tmp_path / "many.txt"
-    tasks.write_text("# 120 tasks, 20 per batch\n" + "".join(f"echo {n}\n" for n in range(120)))
-    result = run_mw(
-        "submit", "--file", str(tasks), "--batch", "20", "--no-wait", "--backlog-cap", "50", env=mw_env, timeout=60
-    )
+    tasks.write_text("# 60 tasks, 20 per batch\n" + "".join(f"echo {n}\n" for n in range(60)))
+    options = ["--batch", "20", "--no-wait", "--backlog-cap", "50"]
+    result = run_mw("submit", "--file", str(tasks), *options, env=mw_env, timeout=60)
     assert result.returncode == 4, result.stderr
-    resume = f"tail -n +42 {tasks} | mw submit --file -"
+    resume = f"tail -n +42 {tasks} | mw submit --file - {' '.join(options)}"  # the user's own options
     assert error_line(result) == (
         "error: 40 tasks are pending and the next 20 would pass the backlog cap of 50: stopped; "
-        f"40 of 120 tasks were submitted, the others were not; resume from line 42 of {tasks}: {resume}"
+        f"40 of 60 tasks were submitted, the others were not; resume from line 42 of {tasks}: {resume}"
     )
     names = result.stdout.split()
     assert len(names) == 40 and sorted(names) == sorted(zk.get_children(TASKS))
@@ -101,14 +100,11 @@ def test_the_backlog_cap_holds_per_batch_and_says_where_to_resume(
     mw.mkdir()
     (mw / "mw").write_text(f'#!/bin/sh\nexec {sys.executable} -m masterworker "$@"\n')
     (mw / "mw").chmod(0o755)
-    env = {**mw_env, "MW_BACKLOG_CAP": "80", "PATH": f"{mw}:{mw_env.get('PATH', '/usr/bin:/bin')}"}
-    resumed = subprocess.run(
-        ["sh", "-c", resume + " --batch 20 --no-wait"], env=env, capture_output=True, text=True, timeout=60
-    )
+    env = {**mw_env, "PATH": f"{mw}:{mw_env.get('PATH', '/usr/bin:/bin')}"}
+    resumed = subprocess.run(["sh", "-c", resume], env=env, capture_output=True, text=True, timeout=60)
     assert resumed.returncode == 0, resumed.stderr
-    assert len(resumed.stdout.split()) == 80 == len(zk.get_children(TASKS))
     echoed = [TaskSpec.decode(zk.get(f"{TASKS}/{task}")[0]).argv for task in resumed.stdout.split()]
-    assert echoed == [["echo", str(n)] for n in range(40, 120)]  # the file's rest, nothing twice
+    assert echoed == [["echo", str(n)] for n in range(40, 60)] and len(zk.get_children(TASKS)) == 20
 
 
 def test_a_full_backlog_submits_nothing(mw_env: dict[str, str], zk: KazooClient, tmp_path: Path) -> None:
@@ -121,7 +117,7 @@ def test_a_full_backlog_submits_nothing(mw_env: dict[str, str], zk: KazooClient,
     assert error_line(again) == (
         "error: 2 tasks are pending and the next 2 would pass the backlog cap of 2: stopped; "
         f"0 of 2 tasks were submitted, the others were not; resume from line 1 of {tasks}: "
-        f"tail -n +1 {tasks} | mw submit --file -"
+        f"tail -n +1 {tasks} | mw submit --file - --no-wait"
     )
     assert again.stdout == ""
     as_json = run_mw("submit", "--file", str(tasks), "--json", env={**mw_env, "MW_BACKLOG_CAP": "3"})
