@@ -7,6 +7,7 @@ JVM started here is stopped at teardown, also when the test fails.
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import uuid
@@ -22,6 +23,13 @@ from masterworker.logs import setup_logging
 from masterworker.system.connection import ZkSettings, close_quietly, connect
 from masterworker.zk.server import LocalZooKeeper
 from tests.helpers import Roles
+
+# A run started in the background of a non-interactive shell (`cmd &`, nohup) inherits SIGINT
+# ignored, and so would every mw it starts: the Ctrl-C tests would find their Ctrl-C ignored,
+# as it is for the user's own background jobs. The tests are about a user at a terminal: restore
+# Python's handler, which an exec'd child sees as SIGINT at its default.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 SESSION_TIMEOUT = 2.0  # short sessions make takeover tests quick; the server's minimum is 1 s
 SUPERUSER = "super:test-only"  # bypasses ACLs: the clean-up of secured trees

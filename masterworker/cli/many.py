@@ -52,10 +52,9 @@ def read_names(file: Path) -> list[str]:
     return names
 
 
-def unknown_tasks(client: KazooClient, names: list[str]) -> list[str]:
-    """The names that are nowhere: not pending, assigned or finished. A listing of each place first, in
-    the order tasks move (``/tasks``, every ``/assign/<w>``, ``/status``), so that a task moving on
-    meanwhile is seen; each name missed by all of them is looked for on its own."""
+def _listed(client: KazooClient) -> set[str]:
+    """Every task name under ``/tasks``, each ``/assign/<w>`` and ``/status``, listed in the order
+    tasks move, so that a task moving on meanwhile is seen in the next place."""
     known: set[str] = set()
     for path in (TASKS, ASSIGN, STATUS):
         try:
@@ -70,7 +69,26 @@ def unknown_tasks(client: KazooClient, names: list[str]) -> list[str]:
                 known.update(client.get_children(f"{ASSIGN}/{worker}"))
             except NoNodeError:  # a dead worker's node, removed meanwhile: its tasks moved on
                 continue
-    return [name for name in names if name not in known and not task_exists(client, name)]
+    return known
+
+
+# Names missed by two listings are looked for one by one only this many at most (a few requests each).
+LOOK_ONE_BY_ONE = 100
+
+
+def unknown_tasks(client: KazooClient, names: list[str]) -> list[str]:
+    """The names that are nowhere: not pending, assigned or finished. Listings, not a look per name
+    (a file of 20,000 names collected by an earlier run is 20,000 names to refuse): a name missed by
+    one round is looked for in a second (a master requeueing a dead worker's task moves it back,
+    from ``/assign`` to ``/tasks``, while the first round listed them), then, if few, one by one."""
+    known = _listed(client)
+    missing = [name for name in names if name not in known]
+    if missing:
+        known = _listed(client)
+        missing = [name for name in missing if name not in known]
+    if len(missing) <= LOOK_ONE_BY_ONE:
+        missing = [name for name in missing if not task_exists(client, name)]
+    return missing
 
 
 def wait_and_collect(
