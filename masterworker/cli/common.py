@@ -24,6 +24,7 @@ from masterworker.logs import json_enabled, setup_logging
 from masterworker.system.connection import DEFAULT_HOSTS, DEFAULT_SESSION_TIMEOUT, ZkSettings
 from masterworker.system.errors import BadInput, MasterworkerError
 from masterworker.system.protocol import is_valid_name
+from masterworker.system.zkops import RECOVERABLE
 from masterworker.zk.install import ZooKeeperNotInstalled
 from masterworker.zk.server import ServerStartError
 
@@ -143,6 +144,12 @@ def friendly_errors(command: F) -> F:
             raise fail(str(exc), 1) from None
         except NoAuthError as exc:
             raise fail(f"ZooKeeper refused: not authorised ({type(exc).__name__}); check --auth / MW_AUTH", 5) from None
+        except RECOVERABLE as exc:  # what retries and bounded waits did not absorb: one line, not a traceback
+            raise fail(
+                f"ZooKeeper stopped answering ({type(exc).__name__}) and no server came back in time; "
+                "try again once 'mw zk status' answers",
+                1,
+            ) from None
         except TimeoutError as exc:  # a bounded wait of the demo, bench or chaos ran out
             raise fail(str(exc) or "timed out", 1) from None
         except KeyboardInterrupt:

@@ -23,7 +23,14 @@ from kazoo.exceptions import NoNodeError
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from masterworker.cli.common import console, err_console, notice
-from masterworker.system.client import Collector, check_task_name, task_exists, wait_for_all, whereabouts
+from masterworker.system.client import (
+    COLLECT_PATIENCE,
+    Collector,
+    check_task_name,
+    task_exists,
+    wait_for_all,
+    whereabouts,
+)
 from masterworker.system.connection import close_quietly, connect
 from masterworker.system.errors import BadInput, NotFound
 from masterworker.system.protocol import ASSIGN, STATUS, TASKS, TaskStatus
@@ -110,7 +117,12 @@ def wait_and_collect(
         interrupted = True
     if collector is not None:
         collector.send([task for task, status in statuses.items() if status.ok])
-        collector.finish()
+        left = collector.finish()
+        if left:
+            notice(
+                f"the records of {tasks_phrase(len(left))} were read but not collected (no ZooKeeper server "
+                f"answered for {COLLECT_PATIENCE:g} s): they stay under /status, and mw result --file OUT collects them"
+            )
     return interrupted
 
 

@@ -182,12 +182,26 @@ class Shell:
             try:
                 line = self._lines.get(timeout=max(0.0, deadline - time.monotonic()))
             except queue.Empty:
-                raise TimeoutError(f"{command.splitlines()[0]!r} did not finish within {timeout:g} s") from None
+                raise TimeoutError(
+                    f"{command.splitlines()[0]!r} did not finish within {timeout:g} s{self._terminal_tails()}"
+                ) from None
             if line is None:
                 raise RuntimeError("the tutorial's shell exited")
             if line.rstrip("\n") == self.marker:
                 return "".join(output)
             output.append(line)
+
+    def _terminal_tails(self, lines: int = 6) -> str:
+        """The last lines of every background process's log: what a reader would look at in its terminal."""
+        tails = []
+        for name in self.terminals:
+            try:
+                text = (self.cwd / f"{name}.log").read_text(errors="replace")
+            except OSError:
+                continue
+            shown = "".join(f"\n    {line}" for line in text.splitlines()[-lines:])
+            tails.append(f"\n  {name}'s terminal:{shown or ' (nothing)'}")
+        return "".join(tails)
 
     def _directive(self, match: re.Match) -> str:
         """The shell command that does what the reader would do in another terminal."""

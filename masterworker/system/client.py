@@ -587,6 +587,10 @@ def wait_for_all(
     return found
 
 
+# How long collecting may wait for a server that stopped answering, once every result is read.
+COLLECT_PATIENCE = 15.0
+
+
 class Collector:
     """Collects results (deletes their status records): up to 64 deletes per multi-op request, all in flight.
 
@@ -613,17 +617,38 @@ class Collector:
                 txn.delete(status_path(task))
             self._sent.append((batch, txn.commit_async()))
 
-    def finish(self) -> None:
+    def finish(self, patience: float = COLLECT_PATIENCE) -> list[str]:
+        """Waits for every request sent; returns the tasks whose records are left (none, unless no server
+        answered for ``patience`` seconds). A batch whose reply was lost (ConnectionLoss: the server
+        went away, it may or may not have committed) is deleted again record by record: a delete is
+        idempotent here, a missing record being no error. Collecting is bounded: the results are
+        read already, and a record left behind costs a later ``mw result`` one more read, while a
+        wait for a server that is gone would keep the user from them for ever."""
         sent, self._sent = self._sent, []
-        retry = []
+        deadline = time.monotonic() + patience
+        again: list[str] = []
         for batch, pending in sent:
-            if failure(pending.get()) is not None:
-                retry.extend(self.client.delete_async(status_path(task)) for task in batch)
-        for pending in retry:
             try:
-                pending.get()
-            except NoNodeError:
+                if failure(pending.get(timeout=max(0.0, deadline - time.monotonic()))) is None:
+                    continue
+            except (*RECOVERABLE, self.client.handler.timeout_exception):
                 pass
+            again.extend(batch)
+        while again:
+            deletes = [(task, self.client.delete_async(status_path(task))) for task in again]
+            again = []
+            for task, pending in deletes:
+                try:
+                    pending.get(timeout=max(0.0, deadline - time.monotonic()))
+                except NoNodeError:
+                    pass
+                except (*RECOVERABLE, self.client.handler.timeout_exception):
+                    again.append(task)
+            if again and time.monotonic() >= deadline:
+                break
+            if again:
+                wait_connected(self.client, threading.Event(), timeout=max(0.0, deadline - time.monotonic()))
+        return again
 
 
 def parse_task_file(text: str, timeout: float, client_id: str) -> list[TaskSpec]:

@@ -6,6 +6,7 @@ and cuts the connection. Each role must find out what really happened instead of
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -13,10 +14,10 @@ from kazoo.client import KazooClient
 from kazoo.exceptions import ConnectionLoss
 
 from masterworker.lab.chaos.proxy import CREATE_OPS, OP_MULTI, DroppingProxy
-from masterworker.system.client import submit
+from masterworker.system.client import Collector, submit
 from masterworker.system.connection import ZkSettings, close_quietly, connect
 from masterworker.system.master import Master
-from masterworker.system.protocol import MASTER, TaskSpec, worker_path
+from masterworker.system.protocol import MASTER, STATUS, TaskSpec, TaskStatus, status_path, worker_path
 from masterworker.system.worker import Worker
 from masterworker.system.zkops import ensure_nodes, session_id
 from masterworker.zk.server import LocalZooKeeper
@@ -102,3 +103,38 @@ def test_connection_loss_on_completion_the_worker_recognises_its_own_record(prox
     wait_until(lambda: worker.completed + worker.discarded == 1, 15, "the worker to settle its completion")
     assert worker.completed == 1 and worker.discarded == 0  # it recognised its own record by its run id
     assert statuses(zk)[task].worker == "w1" and worker.executions == 1
+
+
+def _finished_records(zk: KazooClient, n: int) -> list[str]:
+    ensure_nodes(zk)
+    names = [f"task-0a1b2c3d4e5f-{i:010d}" for i in range(n)]
+    for name in names:
+        zk.create(status_path(name), TaskStatus(state="done", exit_code=0).encode())
+    return names
+
+
+def test_collecting_results_whose_reply_was_lost_deletes_them_again_one_by_one(proxy, proxied, zk) -> None:
+    """mw submit --file collects 64 records per multi: a lost reply (it committed, or not) was a traceback."""
+    names = _finished_records(zk, 100)
+    proxied.get_children(STATUS)  # connected through the proxy before it is armed
+    proxy.drop_reply_after(OP_MULTI)
+    collector = Collector(proxied)
+    collector.send(names)
+    assert collector.finish() == []
+    assert proxy.dropped.is_set()
+    assert zk.get_children(STATUS) == []
+
+
+def test_collecting_while_no_server_answers_gives_up_after_its_patience_and_leaves_the_records(
+    proxy, proxied, zk
+) -> None:
+    names = _finished_records(zk, 10)
+    proxied.get_children(STATUS)
+    proxy.stop()  # no server answers this client any more
+    wait_until(lambda: not proxied.connected, 15, "the client to see its connection gone")
+    collector = Collector(proxied)
+    collector.send(names)
+    began = time.monotonic()
+    assert collector.finish(patience=1.0) == names
+    assert time.monotonic() - began < 5
+    assert sorted(zk.get_children(STATUS)) == names

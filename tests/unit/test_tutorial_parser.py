@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
-from masterworker.lab.tutorial import first_missing, parse
+import os
+from pathlib import Path
+
+import pytest
+
+from masterworker.lab.tutorial import Shell, first_missing, parse
 
 TEXT = """# x
 
@@ -43,3 +48,16 @@ def test_a_background_process_gets_a_terminal_named_after_it() -> None:
     assert terminal_name("mw zk start --port $ZK_PORT &", 1) == "zk"
     assert terminal_name("mw submit --file tasks.txt &", 7) == "submit"
     assert terminal_name("zkCli.sh -server x | tee out.txt &", 2) == "job-2"
+
+
+def test_a_step_that_times_out_shows_the_last_lines_of_every_terminal(tmp_path: Path) -> None:
+    """A tutorial failing in CI says what its background processes printed, not only which step hung."""
+    shell = Shell(tmp_path, dict(os.environ))
+    try:
+        shell.run("printf 'a\\nb\\nlast words\\n' &")
+        with pytest.raises(TimeoutError) as raised:
+            shell.run("until false; do sleep 0.2; done", timeout=1.0)
+    finally:
+        shell.close()
+    assert "did not finish within 1 s" in str(raised.value)
+    assert "job-1's terminal:" in str(raised.value) and "last words" in str(raised.value)

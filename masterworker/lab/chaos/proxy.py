@@ -70,6 +70,8 @@ class DroppingProxy:
 
     def stop(self) -> None:
         self._stop.set()
+        with contextlib.suppress(OSError):  # close() alone leaves a thread blocked in accept() accepting
+            self._listener.shutdown(socket.SHUT_RDWR)
         self._listener.close()
         self.cut()
 
