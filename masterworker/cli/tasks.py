@@ -279,7 +279,9 @@ def _resume_command(file: Path, line: int) -> str:
 def result_command(
     task: Annotated[str | None, typer.Argument(help="The task name that 'mw submit --no-wait' printed.")] = None,
     wait: Annotated[bool, typer.Option("--wait", help="Wait until the task finishes.")] = False,
-    timeout: Annotated[float | None, typer.Option("--timeout", help="Seconds to wait with --wait.")] = None,
+    timeout: Annotated[
+        float | None, typer.Option("--timeout", help="Wait at most this many seconds (implies --wait).")
+    ] = None,
     keep: Annotated[bool, typer.Option("--keep", help="Leave the status node in place.")] = False,
     file: Annotated[
         Path | None,
@@ -308,6 +310,7 @@ def result_command(
     """
     settings = setup(zk, session_timeout, log_level, log_json, auth=auth)
     positive(timeout, "--timeout")
+    wait = wait or timeout is not None  # a time to wait is a wish to wait: it was ignored without --wait
     if (task is None) == (file is None):
         raise BadInput("give either a task name or --file, not both" if task else "give a task name, or --file")
     if file is not None:

@@ -172,6 +172,24 @@ def test_ctrl_c_of_a_waiting_submit_names_the_task_and_the_result_survives(
     assert later.stdout.splitlines() == [f"{task} done on w1 (exit code 0)", "later"]
 
 
+def test_result_with_a_timeout_and_no_wait_flag_waits_that_long(mw_env: dict[str, str], tmp_path: Path) -> None:
+    """--timeout alone was ignored: the user got 'has not finished yet' at once, single and --file."""
+    submitted = run_mw("submit", "--no-wait", "--", "true", env=mw_env)  # no master: it stays pending
+    task = submitted.stdout.split()[0]
+    began = time.monotonic()
+    single = run_mw("result", task, "--timeout", "1", env=mw_env)
+    assert single.returncode == 3, single.stderr
+    assert time.monotonic() - began >= 1
+    assert single.stdout.startswith(f"{task} has not finished after 1 s: pending in /tasks: no master")
+    names = tmp_path / "names.txt"
+    names.write_text(task + "\n")
+    began = time.monotonic()
+    many = run_mw("result", "--file", str(names), "--timeout", "1", env=mw_env)
+    assert many.returncode == 3, many.stderr
+    assert time.monotonic() - began >= 1
+    assert "1 task not finished after 1 s" in many.stderr
+
+
 def test_submit_file_names_each_failed_task_and_keeps_its_output(
     mw_env: dict[str, str], spawn, zk: KazooClient, tmp_path: Path
 ) -> None:
