@@ -74,9 +74,10 @@ def system_view(client: KazooClient) -> dict[str, Any]:
     }
     statuses = _read_all(client, [status_path(t) for t in _children(client, STATUS)])
     done = {}
-    for path, data in sorted(statuses.items()):
-        status = TaskStatus.decode(data)
-        done[path.rsplit("/", 1)[1]] = {
+    names = {path.rsplit("/", 1)[1]: path for path in statuses}
+    for task in submission_order(names):  # by name, the random guid ordered them, not their submission
+        status = TaskStatus.decode(statuses[names[task]])
+        done[task] = {
             "state": status.summary,
             "exit_code": status.exit_code,
             "worker": status.worker,

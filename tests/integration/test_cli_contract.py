@@ -314,6 +314,20 @@ def test_status_says_how_many_finished_records_it_does_not_show(mw_env: dict[str
     assert "... and 3 more (mw status --json lists them all)" in result.stdout
 
 
+def test_status_lists_finished_records_in_the_order_they_were_submitted(
+    mw_env: dict[str, str], zk: KazooClient
+) -> None:
+    """Names begin with a random guid: sorted by name, the records came in a random order."""
+    names = [f"task-{guid}-{n:010d}" for n, guid in enumerate(["ffffffffffff", "000000000000", "888888888888"])]
+    for name in names:
+        zk.create(f"{STATUS}/{name}", b"done", makepath=True)  # the book's worker
+    result = run_mw("status", "--json", env=mw_env)
+    assert result.returncode == 0, result.stderr
+    assert list(json.loads(result.stdout)["done"]) == names
+    text = run_mw("status", env=mw_env).stdout
+    assert [text.index(name) for name in names] == sorted(text.index(name) for name in names)
+
+
 # -- logs ----------------------------------------------------------------------------------------
 
 
