@@ -39,6 +39,7 @@ from masterworker.cli.many import (
 )
 from masterworker.system.budget import TXN_BUDGET
 from masterworker.system.client import (
+    COLLECT_PATIENCE,
     DEFAULT_BACKLOG_CAP,
     Collector,
     OutcomeUnknown,
@@ -109,8 +110,12 @@ def finish(
             notice(f"its result stays available: mw result {task} --wait", style="dim")
         raise typer.Exit(EXIT_TIMED_OUT)
     show_status(task, status, as_json)
-    if not keep:
-        consume_status(client, task)
+    if not keep and not consume_status(client, task):
+        notice(
+            f"its record stays under /status (no ZooKeeper server answered for {COLLECT_PATIENCE:g} s): "
+            f"mw result {task} collects it",
+            style="dim",
+        )
     raise typer.Exit(0 if status.ok else 1)
 
 

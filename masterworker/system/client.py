@@ -677,12 +677,12 @@ def parse_task_lines(text: str, timeout: float, client_id: str) -> list[tuple[in
     return specs
 
 
-def consume_status(client: KazooClient, task: str) -> None:
-    """The client that asked for the task removes its completion record once it has read it."""
-    try:
-        client.delete(status_path(task))
-    except NoNodeError:
-        pass
+def consume_status(client: KazooClient, task: str, patience: float = COLLECT_PATIENCE) -> bool:
+    """The client that asked for the task removes its completion record once it has read it; False
+    when no server answered for ``patience`` seconds (the record stays: a later read collects it)."""
+    collector = Collector(client)
+    collector.send([task])
+    return not collector.finish(patience)
 
 
 def check_task_name(task: str) -> str:

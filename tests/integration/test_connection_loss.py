@@ -14,7 +14,7 @@ from kazoo.client import KazooClient
 from kazoo.exceptions import ConnectionLoss
 
 from masterworker.lab.chaos.proxy import CREATE_OPS, OP_MULTI, DroppingProxy
-from masterworker.system.client import Collector, submit
+from masterworker.system.client import Collector, consume_status, submit
 from masterworker.system.connection import ZkSettings, close_quietly, connect
 from masterworker.system.master import Master
 from masterworker.system.protocol import MASTER, STATUS, TaskSpec, TaskStatus, status_path, worker_path
@@ -137,4 +137,5 @@ def test_collecting_while_no_server_answers_gives_up_after_its_patience_and_leav
     began = time.monotonic()
     assert collector.finish(patience=1.0) == names
     assert time.monotonic() - began < 5
+    assert consume_status(proxied, names[0], patience=1.0) is False  # mw result NAME: the same, said
     assert sorted(zk.get_children(STATUS)) == names
