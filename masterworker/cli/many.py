@@ -37,6 +37,7 @@ from masterworker.system.protocol import ASSIGN, STATUS, TASKS, TaskStatus
 from masterworker.system.zkops import RECOVERABLE
 
 EXIT_TIMED_OUT = 3
+INTERRUPTED_PATIENCE = 2.0  # how long a Ctrl-C'd wait still tries to collect what it read
 PROGRESS_COLUMNS = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
 
 
@@ -117,11 +118,12 @@ def wait_and_collect(
         interrupted = True
     if collector is not None:
         collector.send([task for task, status in statuses.items() if status.ok])
-        left = collector.finish()
+        patience = INTERRUPTED_PATIENCE if interrupted else COLLECT_PATIENCE  # Ctrl-C: the user wants out
+        left = collector.finish(patience)
         if left:
             notice(
                 f"the records of {tasks_phrase(len(left))} were read but not collected (no ZooKeeper server "
-                f"answered for {COLLECT_PATIENCE:g} s): they stay under /status, and mw result --file OUT collects them"
+                f"answered for {patience:g} s): they stay under /status, and mw result --file OUT collects them"
             )
     return interrupted
 

@@ -23,10 +23,11 @@ waiting forever.
 
 from __future__ import annotations
 
+import contextlib
 import shlex
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 from kazoo.client import KazooClient
 from kazoo.exceptions import NoAuthError, NodeExistsError, NoNodeError
@@ -451,6 +452,8 @@ def assigned_to(client: KazooClient, task: str) -> str | None:
 
 def whereabouts(client: KazooClient, task: str) -> str:
     """Where the task is and what it waits for, in a few words (a spinner's text, a timeout's reason)."""
+    if not client.connected:  # a look now would wait for a server (see _woken_by_reconnection)
+        return "unknown: no ZooKeeper server answers (reconnecting)"
     if client.exists(status_path(task)):
         return "finished"
     worker = assigned_to(client, task)
@@ -493,21 +496,39 @@ def wait_for_status(
         changed.set()
 
     deadline = None if timeout is None else time.monotonic() + timeout
-    while True:
-        try:
-            if client.exists(status_path(task), watch=on_change) is not None:
-                status = read_status(client, task)
-                if status is not None:
-                    return status
-        except RECOVERABLE:
-            pass
-        remaining = 1.0 if deadline is None else deadline - time.monotonic()
-        if remaining <= 0:
-            return None
-        if tick is not None:
-            tick()
-        changed.wait(min(1.0, remaining))
-        changed.clear()
+    with _woken_by_reconnection(client, changed):
+        while True:
+            try:
+                if client.connected and client.exists(status_path(task), watch=on_change) is not None:
+                    status = read_status(client, task)
+                    if status is not None:
+                        return status
+            except RECOVERABLE:
+                pass
+            remaining = 1.0 if deadline is None else deadline - time.monotonic()
+            if remaining <= 0:
+                return None
+            if tick is not None:
+                tick()
+            changed.wait(min(1.0, remaining))
+            changed.clear()
+
+
+@contextlib.contextmanager
+def _woken_by_reconnection(client: KazooClient, woke: threading.Event) -> Iterator[None]:
+    """A waiter asks ZooKeeper nothing while no server answers: kazoo queues a call made then until
+    one does, past any deadline (``mw submit --timeout 5`` waited for ever for a server that was
+    gone). It looks again when the connection comes back: a state listener sets ``woke`` (it
+    neither blocks nor calls ZooKeeper, as kazoo requires)."""
+
+    def listener(_: str) -> None:
+        woke.set()
+
+    client.add_listener(listener)
+    try:
+        yield
+    finally:
+        client.remove_listener(listener)
 
 
 # A listing of /status is one request, but its reply grows with every record nobody collected:
@@ -547,43 +568,50 @@ def wait_for_all(
         woke.set()
 
     poll = True  # until a look at /status says its listing is small enough
-
-    while waiting:
-        woke.clear()
-        try:
-            # The size of /status comes with each listing: only while polling (none yet, or the
-            # last one was too big) is it asked for first, so a wake-up is one round trip less
-            # (mw bench exec, 4 runs alternated: 1.16-1.68 -> 1.06-1.39 requests per task; rates
-            # within noise). A listing that grew past the limit since the last look is read once.
-            stat = client.exists(STATUS) if poll else None
-            if not poll or (stat is not None and stat.numChildren <= STATUS_LISTING_LIMIT):
-                listed, stat = client.get_children(STATUS, watch=wake, include_data=True)
-                candidates = sorted((t for t in listed if t in waiting), key=waiting.__getitem__)
-                poll = stat.numChildren > STATUS_LISTING_LIMIT
-            else:
-                candidates, poll = list(waiting), True
-            results = get_many(client, [status_path(t) for t in candidates])
-        except NoNodeError:  # /status went away between two looks: poll until it is back
-            candidates, results, poll = [], [], True
-        except RECOVERABLE:
-            candidates, results, poll = [], [], True
-        read = {}
-        for task, result in zip(candidates, results, strict=True):
-            if not isinstance(result, Exception):
-                read[task] = TaskStatus.decode(result[0])
-        found.update(read)
-        if collector is not None:
-            collector.send([task for task, status in read.items() if status.ok])
-        if progress and read:
-            progress(len(read))
-        for task in read:
-            del waiting[task]
-        if not waiting:
-            break
-        left = None if deadline is None else deadline - time.monotonic()
-        if left is not None and left <= 0:
-            break
-        woke.wait(min(0.1 if poll else 1.0, 1.0 if left is None else left))
+    with _woken_by_reconnection(client, woke):
+        while waiting:
+            woke.clear()
+            if not client.connected:  # see _woken_by_reconnection: a call now would wait for a server
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    break
+                woke.wait(1.0 if left is None else min(1.0, left))
+                poll = True
+                continue
+            try:
+                # The size of /status comes with each listing: only while polling (none yet, or the
+                # last one was too big) is it asked for first, so a wake-up is one round trip less
+                # (mw bench exec, 4 runs alternated: 1.16-1.68 -> 1.06-1.39 requests per task; rates
+                # within noise). A listing that grew past the limit since the last look is read once.
+                stat = client.exists(STATUS) if poll else None
+                if not poll or (stat is not None and stat.numChildren <= STATUS_LISTING_LIMIT):
+                    listed, stat = client.get_children(STATUS, watch=wake, include_data=True)
+                    candidates = sorted((t for t in listed if t in waiting), key=waiting.__getitem__)
+                    poll = stat.numChildren > STATUS_LISTING_LIMIT
+                else:
+                    candidates, poll = list(waiting), True
+                results = get_many(client, [status_path(t) for t in candidates])
+            except NoNodeError:  # /status went away between two looks: poll until it is back
+                candidates, results, poll = [], [], True
+            except RECOVERABLE:
+                candidates, results, poll = [], [], True
+            read = {}
+            for task, result in zip(candidates, results, strict=True):
+                if not isinstance(result, Exception):
+                    read[task] = TaskStatus.decode(result[0])
+            found.update(read)
+            if collector is not None:
+                collector.send([task for task, status in read.items() if status.ok])
+            if progress and read:
+                progress(len(read))
+            for task in read:
+                del waiting[task]
+            if not waiting:
+                break
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                break
+            woke.wait(min(0.1 if poll else 1.0, 1.0 if left is None else left))
     return found
 
 

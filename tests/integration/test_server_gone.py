@@ -1,0 +1,93 @@
+"""A client whose ZooKeeper server goes away while it waits (chapter 5: losing the connection).
+
+kazoo queues a call made while no server answers until one does: a waiter that asked then
+waited past its own ``--timeout``, for ever if the server never came back (``mw submit
+--timeout 5`` ran until killed). Here the suite's server is not the one that dies: each test
+starts its own, runs ``mw`` as a user types it, and stops the server under it.
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from kazoo.client import KazooClient
+
+from masterworker.lab.processes import mw_env
+from masterworker.system.protocol import TASKS
+from masterworker.zk.server import LocalZooKeeper
+from tests.conftest import SESSION_TIMEOUT
+from tests.helpers import wait_until
+
+
+@pytest.fixture
+def server() -> Iterator[LocalZooKeeper]:
+    with LocalZooKeeper() as zk:
+        yield zk
+
+
+def waiting_mw(server: LocalZooKeeper, tasks: int, *args: str) -> subprocess.Popen:
+    """``mw ARGS`` started with no master running, once its ``tasks`` tasks are pending: it waits for them."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "masterworker", *args],
+        env=mw_env(server.connect_string, SESSION_TIMEOUT),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    look = KazooClient(hosts=server.connect_string)
+    look.start(timeout=15)
+    try:
+        wait_until(lambda: look.exists(TASKS) and len(look.get_children(TASKS)) == tasks, 30, "the tasks pending")
+    finally:
+        look.stop()
+        look.close()
+    return process
+
+
+def ended(process: subprocess.Popen, within: float) -> tuple[int, str, str]:
+    try:
+        out, err = process.communicate(timeout=within)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.communicate()
+        raise AssertionError(f"still running {within:g} s after its server went away") from None
+    assert "Traceback" not in err, err[-3000:]
+    return process.returncode, out, err
+
+
+def test_submit_with_a_timeout_ends_on_time_when_the_server_goes_away(server: LocalZooKeeper) -> None:
+    submit = waiting_mw(server, 1, "submit", "--timeout", "4", "--", "true")
+    server.stop()
+    code, out, _ = ended(submit, within=20)
+    assert code == 3
+    assert "has not finished after 4 s: unknown: no ZooKeeper server answers (reconnecting)" in out
+
+
+def test_submit_file_with_a_timeout_ends_on_time_and_lists_its_tasks(server: LocalZooKeeper, tmp_path: Path) -> None:
+    tasks = tmp_path / "tasks.txt"
+    tasks.write_text("true\ntrue\ntrue\n")
+    submit = waiting_mw(server, 3, "submit", "--file", str(tasks), "--timeout", "4")
+    server.stop()
+    code, out, err = ended(submit, within=20)
+    assert code == 3
+    assert out.splitlines()[-1] == "0 done, 0 failed, 3 not finished"
+    assert "3 tasks not finished after 4 s" in err
+
+
+def test_ctrl_c_of_a_submit_waiting_for_a_server_that_is_gone_ends_it(server: LocalZooKeeper, tmp_path: Path) -> None:
+    tasks = tmp_path / "tasks.txt"
+    tasks.write_text("true\ntrue\n")
+    submit = waiting_mw(server, 2, "submit", "--file", str(tasks))  # no timeout: it would wait for ever
+    server.stop()
+    asked = time.monotonic()
+    submit.send_signal(signal.SIGINT)
+    code, out, err = ended(submit, within=15)
+    assert code == 130
+    assert time.monotonic() - asked < 10
+    assert "interrupted: 2 tasks not finished" in err
