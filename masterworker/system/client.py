@@ -30,7 +30,7 @@ import time
 from collections.abc import Callable, Iterator
 
 from kazoo.client import KazooClient
-from kazoo.exceptions import NoAuthError, NodeExistsError, NoNodeError
+from kazoo.exceptions import NoAuthError, NodeExistsError, NoNodeError, OperationTimeoutError
 from kazoo.retry import ForceRetryError, KazooRetry, RetryFailedError
 from kazoo.retry import InterruptedError as RetryInterrupted
 from loguru import logger
@@ -67,6 +67,10 @@ DEFAULT_BACKLOG_CAP = 20_000
 # more than a flapping network takes from one request; a request over jute.maxbuffer was resent
 # 331 times in 45 s before this bound.
 MAX_LOSSES = 5
+# How long a client waits for a server that stopped answering: a submission then stops (saying
+# what was created), and collecting results already read leaves their records.
+SERVER_PATIENCE = 15.0
+COLLECT_PATIENCE = SERVER_PATIENCE
 
 
 class OutcomeUnknown(Exception):
@@ -277,11 +281,11 @@ def submit_payloads(
         big = OverBudget(exc.index, exc.size, exc.budget, f"task {exc.index + 1} of {len(data)}")
         raise BadInput(f"{big}: nothing was submitted") from None
     run = _Batches(client, guids, data, batch is not None, progress)
-    pending = _pending(client)
+    pending = run.pending()
     for group in groups:
         if pending + len(group) > backlog_cap:
             run.settle()  # count again with nothing in flight: masters drain /tasks meanwhile
-            pending = _pending(client)
+            pending = run.pending()
             if pending + len(group) > backlog_cap:
                 raise run.stopped(
                     f"{pending:,} tasks are pending and the next {len(group):,} would pass the backlog cap "
@@ -292,12 +296,6 @@ def submit_payloads(
         pending += len(group)
     run.settle()
     return [run.names[g] for g in guids]
-
-
-def _pending(client: KazooClient) -> int:
-    """How many tasks wait in /tasks: the children count of one ``exists``, not a listing."""
-    stat = client.exists(TASKS)
-    return 0 if stat is None else stat.numChildren
 
 
 class _Batches:
@@ -317,6 +315,14 @@ class _Batches:
         self.in_flight: list[tuple[range, tuple]] = []
         self.unresolved: list[range] = []  # sent, and the reply lost: each is looked for, in order
 
+    def pending(self) -> int:
+        """How many tasks wait in /tasks: the children count of one ``exists``, not a listing."""
+        try:
+            stat = self.client.exists_async(TASKS).get(timeout=SERVER_PATIENCE)
+        except self.client.handler.timeout_exception:
+            raise self.stopped(f"no ZooKeeper server answered for {SERVER_PATIENCE:g} s", 1) from None
+        return 0 if stat is None else stat.numChildren
+
     def send(self, group: range) -> None:
         guids = [self.guids[i] for i in group]
         logger.debug(
@@ -329,9 +335,10 @@ class _Batches:
 
     def settle(self) -> None:
         """Wait for every group in flight; then resolve, in order, those whose outcome is unknown."""
+        deadline = time.monotonic() + SERVER_PATIENCE
         for group, pending in self.in_flight:
             try:
-                self.names.update(_finish(pending))
+                self.names.update(_finish(pending, max(0.0, deadline - time.monotonic())))
             except RECOVERABLE:
                 self.unresolved.append(group)
                 continue
@@ -349,7 +356,8 @@ class _Batches:
         losses = 1
         todo = self._missing(group)
         while todo:
-            wait_connected(self.client, threading.Event())
+            if not wait_connected(self.client, threading.Event(), timeout=SERVER_PATIENCE):
+                raise self.stopped(f"no ZooKeeper server answered for {SERVER_PATIENCE:g} s", 1)
             if losses >= 2 * MAX_LOSSES:  # even the look-ups keep failing
                 raise self.stopped(self._lost(group, losses), 1)
             try:
@@ -364,7 +372,8 @@ class _Batches:
                 raise self.stopped(self._lost(group, losses), 1, settled=group)
             try:
                 guids = [self.guids[i] for i in todo]
-                self.names.update(_finish(_start(self.client, guids, [self.data[i] for i in todo], self.transactional)))
+                sent = _start(self.client, guids, [self.data[i] for i in todo], self.transactional)
+                self.names.update(_finish(sent, SERVER_PATIENCE))
             except RECOVERABLE:
                 losses += 1
             todo = self._missing(group)
@@ -384,21 +393,23 @@ class _Batches:
         """Stop now: settle what is in flight, find out which of the tasks sent exist, and say so.
 
         Tasks never sent, and those of ``settled`` (looked for just now), certainly do not exist;
-        the others whose outcome is unknown are looked for once more (a listing of each place).
+        the others whose outcome is unknown are looked for once more (a listing of each place), unless
+        no server answers: then they stay unknown (a look would wait for a server).
         """
         for group, pending in self.in_flight:
             try:
-                self.names.update(_finish(pending))
+                self.names.update(_finish(pending, 0.0 if not self.client.connected else SERVER_PATIENCE))
             except RECOVERABLE:
                 self.unresolved.append(group)
         self.in_flight = []
         unsure = [self.guids[i] for group in self.unresolved if group != settled for i in self._missing(group)]
-        known = True
-        if unsure:
+        known = not unsure
+        if unsure and self.client.connected:
             try:
                 self.names.update(locate(self.client, unsure))
+                known = True
             except RECOVERABLE:
-                known = False
+                pass
         return SubmitStopped(reason, [self.names.get(g) for g in self.guids], known, exit_code)
 
 
@@ -408,21 +419,26 @@ def _start(client: KazooClient, guids: list[str], data: list[bytes], transaction
         txn = client.transaction()
         for guid, value in zip(guids, data, strict=True):
             txn.create(task_path(protected_prefix(guid)), value, sequence=True)
-        return ("multi", guids, txn.commit_async())
-    return ("each", guids, create_many(client, [task_path(protected_prefix(g)) for g in guids], data))
+        return ("multi", guids, txn.commit_async(), client.handler.timeout_exception)
+    replies = create_many(client, [task_path(protected_prefix(g)) for g in guids], data)
+    return ("each", guids, replies, client.handler.timeout_exception)
 
 
-def _finish(pending: tuple) -> dict[str, str]:
-    """Names of the tasks a started group created; raises the first ConnectionLoss (outcome unknown)."""
-    kind, guids, results = pending
+def _finish(pending: tuple, timeout: float | None = None) -> dict[str, str]:
+    """Names of the tasks a started group created; raises the first ConnectionLoss (outcome unknown),
+    or OperationTimeoutError when no reply came within ``timeout`` seconds (no server answers)."""
+    kind, guids, results, no_reply = pending
     if kind == "multi":
-        outcome = results.get()
+        try:
+            outcome = results.get(timeout=timeout)
+        except no_reply:
+            raise OperationTimeoutError(f"no reply to a transaction of {len(guids)} creates in {timeout:g} s") from None
         failed = failure(outcome)
         if failed is not None:
             raise failed[1]
         return {guid: path.rsplit("/", 1)[1] for guid, path in zip(guids, outcome, strict=True)}
     created, lost = {}, None
-    for guid, result in zip(guids, results.wait(), strict=True):
+    for guid, result in zip(guids, results.wait(timeout), strict=True):
         if isinstance(result, RECOVERABLE):
             lost = result
         elif isinstance(result, Exception):
@@ -613,10 +629,6 @@ def wait_for_all(
                 break
             woke.wait(min(0.1 if poll else 1.0, 1.0 if left is None else left))
     return found
-
-
-# How long collecting may wait for a server that stopped answering, once every result is read.
-COLLECT_PATIENCE = 15.0
 
 
 class Collector:

@@ -23,6 +23,7 @@ from __future__ import annotations
 import threading
 
 from kazoo.client import KazooClient
+from kazoo.exceptions import OperationTimeoutError
 from kazoo.protocol.paths import _prefix_root
 from kazoo.protocol.serialization import Create
 from kazoo.security import OPEN_ACL_UNSAFE
@@ -52,9 +53,12 @@ class Replies:
             if not self._left:
                 self._done.set()
 
-    def wait(self) -> list[str | Exception]:
-        """Blocks until every request of the group has its reply; paths come without the chroot."""
-        self._done.wait()
+    def wait(self, timeout: float | None = None) -> list[str | Exception]:
+        """Blocks until every request of the group has its reply; paths come without the chroot.
+        Raises OperationTimeoutError when ``timeout`` seconds pass first (kazoo holds a request sent
+        while no server answers until one does)."""
+        if not self._done.wait(timeout):
+            raise OperationTimeoutError(f"no reply to {self._left} of {len(self._results)} requests in {timeout:g} s")
         cut = len(self._chroot)
         return [r[cut:] if cut and isinstance(r, str) else r for r in self._results]  # type: ignore[misc]
 

@@ -18,7 +18,9 @@ from pathlib import Path
 import pytest
 from kazoo.client import KazooClient
 
+from masterworker.lab.chaos.proxy import OP_MULTI, DroppingProxy
 from masterworker.lab.processes import mw_env
+from masterworker.system.client import SERVER_PATIENCE
 from masterworker.system.protocol import TASKS
 from masterworker.zk.server import LocalZooKeeper
 from tests.conftest import SESSION_TIMEOUT
@@ -91,3 +93,34 @@ def test_ctrl_c_of_a_submit_waiting_for_a_server_that_is_gone_ends_it(server: Lo
     assert code == 130
     assert time.monotonic() - asked < 10
     assert "interrupted: 2 tasks not finished" in err
+
+
+def test_a_submission_whose_server_goes_away_midway_stops_and_says_what_it_knows(
+    zk_hosts: str, zk_server: LocalZooKeeper, tmp_path: Path
+) -> None:
+    """The first transaction reaches the server, its reply is lost, and no server answers after:
+    the submission waited for one for ever; now it stops after SERVER_PATIENCE, exit 1, one line."""
+    tasks = tmp_path / "tasks.txt"
+    tasks.write_text("true\n" * 500)
+    chroot = zk_hosts[zk_hosts.index("/") :]
+    with DroppingProxy(zk_server.servers[0].config.client_port) as proxy:
+        proxy.drop_reply_after(OP_MULTI)
+        env = mw_env(proxy.address + chroot, SESSION_TIMEOUT)
+        submit = subprocess.Popen(
+            [sys.executable, "-m", "masterworker", "submit", "--file", str(tasks), "--timeout", "5"],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        assert proxy.dropped.wait(30), "the first transaction never reached the server"
+        proxy.stop()  # and no server answers this client any more
+        began = time.monotonic()
+        code, out, err = ended(submit, within=SERVER_PATIENCE + 20)
+    assert code == 1
+    assert time.monotonic() - began >= SERVER_PATIENCE - 1
+    errors = [line for line in err.splitlines() if line.startswith("error:")]
+    assert errors == [
+        f"error: no ZooKeeper server answered for {SERVER_PATIENCE:g} s: stopped; 0 of 500 tasks were submitted, "
+        "whether the others were is unknown (see mw status)"
+    ], err
