@@ -146,7 +146,7 @@ def friendly_errors(command: F) -> F:
             raise fail(f"ZooKeeper refused: not authorised ({type(exc).__name__}); check --auth / MW_AUTH", 5) from None
         except RECOVERABLE as exc:  # what retries and bounded waits did not absorb: one line, not a traceback
             raise fail(
-                f"ZooKeeper stopped answering ({type(exc).__name__}) and no server came back in time; "
+                f"the connection to ZooKeeper was lost in the middle of a request ({type(exc).__name__}); "
                 "try again once 'mw zk status' answers",
                 1,
             ) from None

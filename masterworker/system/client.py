@@ -179,6 +179,15 @@ def _submit(client: KazooClient, data: bytes, backlog_cap: int, stop: threading.
 
     def attempt() -> str:
         nonlocal losses
+        if not wait_connected(client, stop or threading.Event(), timeout=SERVER_PATIENCE):  # a call would wait
+            if stop is not None and stop.is_set():
+                raise RetryInterrupted()
+            if losses:
+                raise OutcomeUnknown(
+                    f"no ZooKeeper server answered for {SERVER_PATIENCE:g} s after a create of "
+                    f"{protected_prefix(guid)}* lost its reply: whether it was created is unknown (see mw status)"
+                )
+            raise NoServer(f"no ZooKeeper server answered for {SERVER_PATIENCE:g} s: the task was not submitted")
         if losses:
             found = find_protected(client, guid)
             if found is not None:
@@ -190,7 +199,11 @@ def _submit(client: KazooClient, data: bytes, backlog_cap: int, stop: threading.
                 )
             logger.warning("ConnectionLoss while creating the task, and it is not there: creating it again")
         try:
-            return client.create(task_path(protected_prefix(guid)), data, sequence=True).rsplit("/", 1)[1]
+            sent = client.create_async(task_path(protected_prefix(guid)), data, sequence=True)
+            try:
+                return sent.get(timeout=SERVER_PATIENCE).rsplit("/", 1)[1]
+            except client.handler.timeout_exception:
+                raise OperationTimeoutError(f"no reply to the create in {SERVER_PATIENCE:g} s") from None
         except NoNodeError:  # /tasks vanished (an operator wiped the tree): create it again, then retry
             ensure_tasks(client)
             raise ForceRetryError() from None
@@ -209,6 +222,10 @@ def _submit(client: KazooClient, data: bytes, backlog_cap: int, stop: threading.
             f"{retry.max_tries} attempts to create {protected_prefix(guid)}* or look for it lost the connection: "
             "gave up; whether it was created is unknown (see mw status)"
         ) from None
+
+
+class NoServer(MasterworkerError):
+    """No ZooKeeper server answered for SERVER_PATIENCE seconds while a command needed one."""
 
 
 class KeepsFailing(MasterworkerError):

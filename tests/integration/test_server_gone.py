@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from kazoo.client import KazooClient
 
-from masterworker.lab.chaos.proxy import OP_MULTI, DroppingProxy
+from masterworker.lab.chaos.proxy import CREATE_OPS, OP_MULTI, DroppingProxy
 from masterworker.lab.processes import mw_env
 from masterworker.system.client import SERVER_PATIENCE
 from masterworker.system.protocol import TASKS
@@ -95,6 +95,29 @@ def test_ctrl_c_of_a_submit_waiting_for_a_server_that_is_gone_ends_it(server: Lo
     assert "interrupted: 2 tasks not finished" in err
 
 
+def through_a_proxy_that_stops(
+    zk_hosts: str, zk_server: LocalZooKeeper, ops: tuple[int, ...], *args: str
+) -> tuple[int, str, str, float]:
+    """``mw ARGS`` connected through a proxy that forwards the first request of ``ops``, drops its
+    reply and stops: from then on no server answers. Returns the exit code, stdout, stderr and the
+    seconds it ran after that."""
+    chroot = zk_hosts[zk_hosts.index("/") :]
+    with DroppingProxy(zk_server.servers[0].config.client_port) as proxy:
+        proxy.drop_reply_after(*ops)
+        submit = subprocess.Popen(
+            [sys.executable, "-m", "masterworker", *args],
+            env=mw_env(proxy.address + chroot, SESSION_TIMEOUT),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        assert proxy.dropped.wait(30), f"no request of {ops} ever reached the server"
+        proxy.stop()
+        began = time.monotonic()
+        code, out, err = ended(submit, within=SERVER_PATIENCE + 20)
+    return code, out, err, time.monotonic() - began
+
+
 def test_a_submission_whose_server_goes_away_midway_stops_and_says_what_it_knows(
     zk_hosts: str, zk_server: LocalZooKeeper, tmp_path: Path
 ) -> None:
@@ -102,25 +125,25 @@ def test_a_submission_whose_server_goes_away_midway_stops_and_says_what_it_knows
     the submission waited for one for ever; now it stops after SERVER_PATIENCE, exit 1, one line."""
     tasks = tmp_path / "tasks.txt"
     tasks.write_text("true\n" * 500)
-    chroot = zk_hosts[zk_hosts.index("/") :]
-    with DroppingProxy(zk_server.servers[0].config.client_port) as proxy:
-        proxy.drop_reply_after(OP_MULTI)
-        env = mw_env(proxy.address + chroot, SESSION_TIMEOUT)
-        submit = subprocess.Popen(
-            [sys.executable, "-m", "masterworker", "submit", "--file", str(tasks), "--timeout", "5"],
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        assert proxy.dropped.wait(30), "the first transaction never reached the server"
-        proxy.stop()  # and no server answers this client any more
-        began = time.monotonic()
-        code, out, err = ended(submit, within=SERVER_PATIENCE + 20)
+    code, _, err, took = through_a_proxy_that_stops(
+        zk_hosts, zk_server, (OP_MULTI,), "submit", "--file", str(tasks), "--timeout", "5"
+    )
     assert code == 1
-    assert time.monotonic() - began >= SERVER_PATIENCE - 1
+    assert took >= SERVER_PATIENCE - 1
     errors = [line for line in err.splitlines() if line.startswith("error:")]
     assert errors == [
         f"error: no ZooKeeper server answered for {SERVER_PATIENCE:g} s: stopped; 0 of 500 tasks were submitted, "
         "whether the others were is unknown (see mw status)"
     ], err
+
+
+def test_a_single_submit_whose_create_lost_its_reply_and_its_server_says_so(
+    zk_hosts: str, zk_server: LocalZooKeeper, zk: KazooClient
+) -> None:
+    zk.ensure_path(TASKS)  # the create that loses its reply is the task's
+    code, out, err, took = through_a_proxy_that_stops(zk_hosts, zk_server, CREATE_OPS, "submit", "--", "true")
+    assert code == 1 and out == ""
+    assert took >= SERVER_PATIENCE - 1
+    errors = [line for line in err.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and errors[0].startswith(f"error: no ZooKeeper server answered for {SERVER_PATIENCE:g} s")
+    assert errors[0].endswith("whether it was created is unknown (see mw status)"), err
