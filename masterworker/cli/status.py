@@ -8,6 +8,7 @@ import threading
 from typing import Annotated, Any
 
 import typer
+from kazoo.exceptions import ConnectionLoss
 from rich.live import Live
 from rich.table import Table
 from rich.text import Text
@@ -119,8 +120,10 @@ def watch_system(client, interval: float, cap: int) -> None:  # noqa: ANN001
     with Live(console=console, auto_refresh=False, transient=False) as live:
         while not stop.is_set():
             try:
+                if not client.connected:  # a look now would wait for a server, and Ctrl-C with it
+                    raise ConnectionLoss()
                 view = system_view(client)
                 live.update(render_live(view, meter.update(client), cap), refresh=True)
             except RECOVERABLE:
-                live.update(Text("ZooKeeper connection lost: reconnecting...", style="red"), refresh=True)
+                live.update(Text("no ZooKeeper server answers: reconnecting...", style="red"), refresh=True)
             stop.wait(interval)

@@ -22,6 +22,7 @@ from masterworker.lab.chaos.proxy import CREATE_OPS, OP_MULTI, DroppingProxy
 from masterworker.lab.processes import mw_env
 from masterworker.system.client import SERVER_PATIENCE
 from masterworker.system.protocol import TASKS
+from masterworker.zk.fourletter import four_letter, parse_lines
 from masterworker.zk.server import LocalZooKeeper
 from tests.conftest import SESSION_TIMEOUT
 from tests.helpers import wait_until
@@ -147,3 +148,27 @@ def test_a_single_submit_whose_create_lost_its_reply_and_its_server_says_so(
     errors = [line for line in err.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and errors[0].startswith(f"error: no ZooKeeper server answered for {SERVER_PATIENCE:g} s")
     assert errors[0].endswith("whether it was created is unknown (see mw status)"), err
+
+
+def test_ctrl_c_ends_status_watch_while_no_server_answers(server: LocalZooKeeper) -> None:
+    """Its Ctrl-C only asks the refresh loop to stop: a look waiting for a server kept it running."""
+    port = server.servers[0].config.client_port
+    watch = subprocess.Popen(
+        [sys.executable, "-m", "masterworker", "status", "--watch", "--interval", "0.1"],
+        env=mw_env(server.connect_string, SESSION_TIMEOUT),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    connections = lambda: int(parse_lines(four_letter("127.0.0.1", port, "mntr"), "\t")["zk_num_alive_connections"])  # noqa: E731
+    wait_until(lambda: connections() >= 2, 30, "mw status --watch connected")  # it, and this look
+    server.stop()
+    assert watch.stderr is not None
+    drops = 0
+    for line in watch.stderr:  # kazoo says so at each attempt to reconnect: by the third, refreshes have run
+        drops += "Connection dropped" in line
+        if drops == 3:
+            break
+    watch.send_signal(signal.SIGINT)
+    code, _, _ = ended(watch, within=10)
+    assert code in (0, 130)
