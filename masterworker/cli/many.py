@@ -12,8 +12,13 @@ names of the unfinished tasks of a run can be asked for again in one command.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import signal
 import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NoReturn
 
@@ -99,6 +104,12 @@ def unknown_tasks(client: KazooClient, names: list[str]) -> list[str]:
     return missing
 
 
+@dataclass
+class Waited:
+    interrupted: bool  # Ctrl-C (or SIGTERM) ended the wait
+    uncollected: list[str] = field(default_factory=list)  # done and read, the delete not confirmed by a server
+
+
 def wait_and_collect(
     client: KazooClient,
     tasks: list[str],
@@ -106,26 +117,52 @@ def wait_and_collect(
     statuses: dict[str, TaskStatus],
     collector: Collector | None,
     bar: Progress | None = None,
-) -> bool:
+) -> Waited:
     """Waits for the tasks' statuses (``timeout`` 0: one look), collecting the successful ones as they
-    are read; True when Ctrl-C ended the wait. What Ctrl-C cut short is collected too."""
+    are read. What Ctrl-C cut short is collected too. Collecting what was read waits for a server
+    at most COLLECT_PATIENCE seconds, and within ``--timeout`` (or 2 s after Ctrl-C): the user asked
+    for that long."""
+    began = time.monotonic()
     interrupted = False
     finishing = bar.add_task("finished ", total=len(tasks)) if bar is not None else None
     try:
-        progress = (lambda n: bar.advance(finishing, n)) if bar is not None else None
-        wait_for_all(client, tasks, timeout, progress, statuses, collector)
+        with terminate_as_interrupt():
+            progress = (lambda n: bar.advance(finishing, n)) if bar is not None else None
+            wait_for_all(client, tasks, timeout, progress, statuses, collector)
     except KeyboardInterrupt:
         interrupted = True
-    if collector is not None:
-        collector.send([task for task, status in statuses.items() if status.ok])
-        patience = INTERRUPTED_PATIENCE if interrupted else COLLECT_PATIENCE  # Ctrl-C: the user wants out
-        left = collector.finish(patience)
-        if left:
-            notice(
-                f"the records of {tasks_phrase(len(left))} were read but not collected (no ZooKeeper server "
-                f"answered for {patience:g} s): they stay under /status, and mw result --file OUT collects them"
-            )
-    return interrupted
+    if collector is None:
+        return Waited(interrupted)
+    collector.send([task for task, status in statuses.items() if status.ok])
+    if interrupted:
+        patience = INTERRUPTED_PATIENCE
+    elif timeout is None:
+        patience = COLLECT_PATIENCE
+    else:
+        patience = min(COLLECT_PATIENCE, max(INTERRUPTED_PATIENCE, timeout - (time.monotonic() - began)))
+    left = collector.finish(patience)
+    if left:
+        notice(
+            f"collecting the records of {tasks_phrase(len(left))} was not confirmed (no ZooKeeper server answered "
+            f"for {patience:g} s): those left stay under /status, and mw result --file OUT collects them (listed "
+            "above as such; one already gone counts as not found)"
+        )
+    return Waited(interrupted, left)
+
+
+@contextlib.contextmanager
+def terminate_as_interrupt() -> Iterator[None]:
+    """SIGTERM (a CI's cancel, ``timeout``, ``kill``) ends a wait as Ctrl-C does: the names printed,
+    the rest said. Its default ended the process silently, and the names of every task with it."""
+
+    def interrupt(*_: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def where_first(client: KazooClient, waiting: list[str]) -> str:
@@ -146,6 +183,7 @@ def report(
     interrupted: bool,
     why: str,
     not_found: list[str] | None = None,
+    uncollected: list[str] | None = None,
 ) -> NoReturn:
     """Prints the outcome of many tasks in their order and exits with its code (see the module);
     ``why``: where the first unfinished task is. A failed task's record is never collected here.
@@ -164,6 +202,7 @@ def report(
                     "failures": {t: {"exit_code": s.exit_code, "reason": s.reason} for t, s in failed.items()},
                     "waiting": waiting,
                     **({"not_found": not_found} if not_found else {}),
+                    **({"not_collected": uncollected} if uncollected else {}),
                 }
             )
         )
@@ -174,6 +213,8 @@ def report(
                 f": record kept, see mw result {task}",
                 highlight=False,
             )
+        for task in uncollected or []:  # listed, so that the output given back to mw result --file collects them
+            console.print(f"{task} done, its record perhaps not collected", highlight=False)
         if waiting:
             console.out("\n".join(waiting), highlight=False)
         console.print(
@@ -223,10 +264,19 @@ def result_file(settings, file: Path, wait: bool, timeout: float | None, keep: b
         collector = None if keep else Collector(client)
         if wait:
             with Progress(*PROGRESS_COLUMNS, console=err_console, transient=as_json) as bar:
-                interrupted = wait_and_collect(client, known, timeout, statuses, collector, bar)
+                waited = wait_and_collect(client, known, timeout, statuses, collector, bar)
         else:
-            interrupted = wait_and_collect(client, known, 0, statuses, collector)
-        why = "" if interrupted else where_first(client, [t for t in known if t not in statuses])
+            waited = wait_and_collect(client, known, 0, statuses, collector)
+        why = "" if waited.interrupted else where_first(client, [t for t in known if t not in statuses])
     finally:
         close_quietly(client)
-    report(known, statuses, timeout if wait else None, as_json, interrupted, why, not_found=unknown)
+    report(
+        known,
+        statuses,
+        timeout if wait else None,
+        as_json,
+        waited.interrupted,
+        why,
+        not_found=unknown,
+        uncollected=waited.uncollected,
+    )

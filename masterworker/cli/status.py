@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import signal
 import threading
@@ -112,18 +113,33 @@ def status_command(
 
 
 def watch_system(client, interval: float, cap: int) -> None:  # noqa: ANN001
-    """Refresh in place (rich Live) until Ctrl-C or SIGTERM."""
+    """Refresh in place (rich Live) until Ctrl-C or SIGTERM.
+
+    A signal during a look breaks the look off: a look whose server went away meanwhile waits
+    for one (kazoo holds the request), and the signal would only have been noted for later."""
     stop = threading.Event()
+    looking = threading.Event()
+
+    def on_signal(*_: object) -> None:
+        stop.set()
+        if looking.is_set():
+            raise KeyboardInterrupt
+
     for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
+        signal.signal(sig, on_signal)
     meter = RateMeter()
-    with Live(console=console, auto_refresh=False, transient=False) as live:
+    with contextlib.suppress(KeyboardInterrupt), Live(console=console, auto_refresh=False, transient=False) as live:
         while not stop.is_set():
             try:
-                if not client.connected:  # a look now would wait for a server, and Ctrl-C with it
+                if not client.connected:  # a look now would wait for a server
                     raise ConnectionLoss()
-                view = system_view(client)
-                live.update(render_live(view, meter.update(client), cap), refresh=True)
+                looking.set()
+                try:
+                    view = system_view(client)
+                    rates = meter.update(client)
+                finally:
+                    looking.clear()
+                live.update(render_live(view, rates, cap), refresh=True)
             except RECOVERABLE:
                 live.update(Text("no ZooKeeper server answers: reconnecting...", style="red"), refresh=True)
             stop.wait(interval)

@@ -32,8 +32,10 @@ from masterworker.cli.common import (
 from masterworker.cli.many import (
     EXIT_TIMED_OUT,
     PROGRESS_COLUMNS,
+    Waited,
     report,
     result_file,
+    terminate_as_interrupt,
     wait_and_collect,
     where_first,
 )
@@ -112,8 +114,8 @@ def finish(
     show_status(task, status, as_json)
     if not keep and not consume_status(client, task):
         notice(
-            f"its record stays under /status (no ZooKeeper server answered for {COLLECT_PATIENCE:g} s): "
-            f"mw result {task} collects it",
+            f"collecting its record was not confirmed (no ZooKeeper server answered for {COLLECT_PATIENCE:g} s): "
+            f"if it is still under /status, mw result {task} collects it",
             style="dim",
         )
     raise typer.Exit(0 if status.ok else 1)
@@ -359,27 +361,32 @@ def submit_file(
     tasks: list[str] = []
     statuses: dict[str, TaskStatus] = {}
     collector = Collector(client)  # successful results only: a failed task's record stays for mw result
-    interrupted = False
+    waited = Waited(interrupted=False)
     why = ""
     try:
         apply_role_acl(client, "client")
         with Progress(*PROGRESS_COLUMNS, console=err_console, transient=as_json) as bar:
             submitting = bar.add_task("submitted", total=len(specs))
             try:
-                tasks = submit_all(
-                    client, specs, batch=batch, backlog_cap=backlog_cap, progress=lambda n: bar.advance(submitting, n)
-                )
+                with terminate_as_interrupt():
+                    tasks = submit_all(
+                        client,
+                        specs,
+                        batch=batch,
+                        backlog_cap=backlog_cap,
+                        progress=lambda n: bar.advance(submitting, n),
+                    )
             except SubmitStopped as stopped:
                 bar.stop()
                 raise _resumable(stopped, file, [number for number, _ in lines], as_json) from None
             if not no_wait:
-                interrupted = wait_and_collect(client, tasks, timeout, statuses, collector, bar)
-        if not no_wait and not interrupted:  # --timeout ran out: say why, as mw submit does
+                waited = wait_and_collect(client, tasks, timeout, statuses, collector, bar)
+        if not no_wait and not waited.interrupted:  # --timeout ran out: say why, as mw submit does
             why = where_first(client, [t for t in tasks if t not in statuses])
     finally:
         close_quietly(client)
     if not no_wait:
-        report(tasks, statuses, timeout, as_json, interrupted, why)
+        report(tasks, statuses, timeout, as_json, waited.interrupted, why, uncollected=waited.uncollected)
     if as_json:
         console.print_json(json.dumps({"tasks": tasks, "done": 0, "failed": [], "failures": {}, "waiting": []}))
     else:

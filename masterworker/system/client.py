@@ -298,20 +298,27 @@ def submit_payloads(
         big = OverBudget(exc.index, exc.size, exc.budget, f"task {exc.index + 1} of {len(data)}")
         raise BadInput(f"{big}: nothing was submitted") from None
     run = _Batches(client, guids, data, batch is not None, progress)
-    pending = run.pending()
-    for group in groups:
-        if pending + len(group) > backlog_cap:
-            run.settle()  # count again with nothing in flight: masters drain /tasks meanwhile
-            pending = run.pending()
+    try:
+        pending = run.pending()
+        for group in groups:
             if pending + len(group) > backlog_cap:
-                raise run.stopped(
-                    f"{pending:,} tasks are pending and the next {len(group):,} would pass the backlog cap "
-                    f"of {backlog_cap:,}",
-                    BacklogFull.exit_code,
-                )
-        run.send(group)
-        pending += len(group)
-    run.settle()
+                run.settle()  # count again with nothing in flight: masters drain /tasks meanwhile
+                pending = run.pending()
+                if pending + len(group) > backlog_cap:
+                    raise run.stopped(
+                        f"{pending:,} tasks are pending and the next {len(group):,} would pass the backlog cap "
+                        f"of {backlog_cap:,}",
+                        BacklogFull.exit_code,
+                    )
+            if not client.connected:  # wait (bounded) rather than pile requests up for no server
+                run.settle()
+                if not wait_connected(client, threading.Event(), timeout=SERVER_PATIENCE):
+                    raise run.stopped(f"no ZooKeeper server answered for {SERVER_PATIENCE:g} s", 1)
+            run.send(group)
+            pending += len(group)
+        run.settle()
+    except KeyboardInterrupt:  # Ctrl-C (or SIGTERM, see cli/many.py): what went in, and where to resume
+        raise run.stopped("interrupted", 130) from None
     return [run.names[g] for g in guids]
 
 
@@ -547,6 +554,14 @@ def wait_for_status(
             changed.clear()
 
 
+def _answer(client: KazooClient, pending: object, timeout: float | None) -> object:
+    """A request's reply within ``timeout`` seconds (None: whenever it comes), else OperationTimeoutError."""
+    try:
+        return pending.get(timeout=timeout)
+    except client.handler.timeout_exception:
+        raise OperationTimeoutError("no reply from ZooKeeper in time") from None
+
+
 @contextlib.contextmanager
 def _woken_by_reconnection(client: KazooClient, woke: threading.Event) -> Iterator[None]:
     """A waiter asks ZooKeeper nothing while no server answers: kazoo queues a call made then until
@@ -616,14 +631,20 @@ def wait_for_all(
                 # last one was too big) is it asked for first, so a wake-up is one round trip less
                 # (mw bench exec, 4 runs alternated: 1.16-1.68 -> 1.06-1.39 requests per task; rates
                 # within noise). A listing that grew past the limit since the last look is read once.
-                stat = client.exists(STATUS) if poll else None
+                # Each reply is awaited until the deadline at most (at least a second, which a reply
+                # from a server that answers takes far less than: one look has a deadline of now):
+                # the connection may go between the look at it above and the request, and kazoo then
+                # holds the request until a server answers.
+                bound = None if deadline is None else max(1.0, deadline - time.monotonic())
+                stat = _answer(client, client.exists_async(STATUS), bound) if poll else None
                 if not poll or (stat is not None and stat.numChildren <= STATUS_LISTING_LIMIT):
-                    listed, stat = client.get_children(STATUS, watch=wake, include_data=True)
+                    listing = client.get_children_async(STATUS, watch=wake, include_data=True)
+                    listed, stat = _answer(client, listing, bound)
                     candidates = sorted((t for t in listed if t in waiting), key=waiting.__getitem__)
                     poll = stat.numChildren > STATUS_LISTING_LIMIT
                 else:
                     candidates, poll = list(waiting), True
-                results = get_many(client, [status_path(t) for t in candidates])
+                results = get_many(client, [status_path(t) for t in candidates], timeout=bound)
             except NoNodeError:  # /status went away between two looks: poll until it is back
                 candidates, results, poll = [], [], True
             except RECOVERABLE:
@@ -669,43 +690,62 @@ class Collector:
         self._asked.update(tasks)
         for start in range(0, len(tasks), 64):
             batch = tasks[start : start + 64]
-            txn = self.client.transaction()
-            for task in batch:
-                txn.delete(status_path(task))
-            self._sent.append((batch, txn.commit_async()))
+            self._sent.append((batch, self._send_batch(batch)))
 
     def finish(self, patience: float = COLLECT_PATIENCE) -> list[str]:
         """Waits for every request sent; returns the tasks whose records are left (none, unless no server
         answered for ``patience`` seconds). A batch whose reply was lost (ConnectionLoss: the server
-        went away, it may or may not have committed) is deleted again record by record: a delete is
-        idempotent here, a missing record being no error. Collecting is bounded: the results are
-        read already, and a record left behind costs a later ``mw result`` one more read, while a
-        wait for a server that is gone would keep the user from them for ever."""
+        went away, it may or may not have committed) is sent again; a batch that failed because a
+        record was gone is deleted record by record, a missing one being no error. Nothing is sent
+        while no server answers: kazoo would hold each request, and thousands of them block the
+        sender itself (each wakes kazoo's connection thread through a socket nobody reads then).
+        Collecting is bounded: the results are read already, and a record left behind costs a later
+        ``mw result`` one more read, while a wait for a server that is gone would keep the user from
+        them for ever."""
         sent, self._sent = self._sent, []
         deadline = time.monotonic() + patience
-        again: list[str] = []
-        for batch, pending in sent:
-            try:
-                if failure(pending.get(timeout=max(0.0, deadline - time.monotonic()))) is None:
-                    continue
-            except (*RECOVERABLE, self.client.handler.timeout_exception):
-                pass
-            again.extend(batch)
-        while again:
-            deletes = [(task, self.client.delete_async(status_path(task))) for task in again]
-            again = []
-            for task, pending in deletes:
-                try:
-                    pending.get(timeout=max(0.0, deadline - time.monotonic()))
-                except NoNodeError:
-                    pass
-                except (*RECOVERABLE, self.client.handler.timeout_exception):
-                    again.append(task)
-            if again and time.monotonic() >= deadline:
+        again = [self._outcome(batch, pending, deadline) for batch, pending in sent]
+        again = [item for item in again if item is not None]
+        while again and wait_connected(self.client, threading.Event(), timeout=max(0.0, deadline - time.monotonic())):
+            retry, again = again, []
+            for batch, one_by_one in retry:
+                if not self.client.connected or time.monotonic() >= deadline:
+                    again.append((batch, one_by_one))
+                elif one_by_one:
+                    deletes = [(task, self.client.delete_async(status_path(task))) for task in batch]
+                    rest = [task for task, pending in deletes if not self._deleted(pending, deadline)]
+                    if rest:
+                        again.append((rest, True))
+                else:
+                    outcome = self._outcome(batch, self._send_batch(batch), deadline)
+                    if outcome is not None:
+                        again.append(outcome)
+            if time.monotonic() >= deadline:
                 break
-            if again:
-                wait_connected(self.client, threading.Event(), timeout=max(0.0, deadline - time.monotonic()))
-        return again
+        return [task for batch, _ in again for task in batch]
+
+    def _send_batch(self, batch: list[str]) -> object:
+        txn = self.client.transaction()
+        for task in batch:
+            txn.delete(status_path(task))
+        return txn.commit_async()
+
+    def _outcome(self, batch: list[str], pending: object, deadline: float) -> tuple[list[str], bool] | None:
+        """None when the batch committed; else the batch, and whether to delete it record by record."""
+        try:
+            results = pending.get(timeout=max(0.0, deadline - time.monotonic()))
+        except (*RECOVERABLE, self.client.handler.timeout_exception):
+            return batch, False  # outcome unknown: the batch again
+        return None if failure(results) is None else (batch, True)
+
+    def _deleted(self, pending: object, deadline: float) -> bool:
+        try:
+            pending.get(timeout=max(0.0, deadline - time.monotonic()))
+        except NoNodeError:
+            pass
+        except (*RECOVERABLE, self.client.handler.timeout_exception):
+            return False
+        return True
 
 
 def parse_task_file(text: str, timeout: float, client_id: str) -> list[TaskSpec]:

@@ -13,11 +13,12 @@ at most ``MAX_PATHS`` nodes of at most a few KiB each.
 
 from __future__ import annotations
 
+import time
 import weakref
 from collections import namedtuple
 
 from kazoo.client import KazooClient
-from kazoo.exceptions import EXCEPTIONS, ConnectionLoss, KazooException, UnimplementedError
+from kazoo.exceptions import EXCEPTIONS, ConnectionLoss, KazooException, OperationTimeoutError, UnimplementedError
 from kazoo.protocol.paths import _prefix_root
 from kazoo.protocol.serialization import (
     MultiHeader,
@@ -67,14 +68,19 @@ class MultiRead(namedtuple("MultiRead", "paths")):
 _UNSUPPORTED: weakref.WeakSet[KazooClient] = weakref.WeakSet()  # clients whose server answered "unimplemented"
 
 
-def get_many(client: KazooClient, paths: list[str]) -> list[tuple[bytes, ZnodeStat] | Exception]:
+def get_many(
+    client: KazooClient, paths: list[str], timeout: float | None = None
+) -> list[tuple[bytes, ZnodeStat] | Exception]:
     """(data, stat) or the exception (NoNodeError...) for each path, in order; raises on ConnectionLoss.
 
-    Every chunk's request is sent before the first reply is awaited.
+    Every chunk's request is sent before the first reply is awaited. With a ``timeout``, raises
+    OperationTimeoutError when the replies take longer: kazoo holds a request sent while no
+    server answers until one does (a client's ``--timeout`` must still end its wait).
     """
+    deadline = None if timeout is None else time.monotonic() + timeout
     chunks = [paths[start : start + MAX_PATHS] for start in range(0, len(paths), MAX_PATHS)]
     if client in _UNSUPPORTED:
-        return [r for chunk in chunks for r in _pipelined(client, chunk)]
+        return [r for chunk in chunks for r in _pipelined(client, chunk, deadline)]
     sent = []
     for chunk in chunks:
         async_result = client.handler.async_result()
@@ -83,24 +89,35 @@ def get_many(client: KazooClient, paths: list[str]) -> list[tuple[bytes, ZnodeSt
     results: list[tuple[bytes, ZnodeStat] | Exception] = []
     for chunk, async_result in sent:
         try:
-            results.extend(async_result.get())
+            results.extend(_reply(client, async_result, deadline))
         except UnimplementedError:
             _UNSUPPORTED.add(client)
-            results.extend(_pipelined(client, chunk))
+            results.extend(_pipelined(client, chunk, deadline))
         except ConnectionLoss:
             # A reply over ZooKeeper's 1 MB packet limit (someone wrote huge nodes) makes the
             # server drop the connection. One node always fits in a reply: read them one by one.
-            results.extend(_pipelined(client, chunk))
+            results.extend(_pipelined(client, chunk, deadline))
     return results
 
 
-def _pipelined(client: KazooClient, paths: list[str]) -> list[tuple[bytes, ZnodeStat] | Exception]:
+def _reply(client: KazooClient, async_result: object, deadline: float | None) -> object:
+    if deadline is None:
+        return async_result.get()
+    try:
+        return async_result.get(timeout=max(0.0, deadline - time.monotonic()))
+    except client.handler.timeout_exception:
+        raise OperationTimeoutError("no reply from ZooKeeper in time") from None
+
+
+def _pipelined(
+    client: KazooClient, paths: list[str], deadline: float | None = None
+) -> list[tuple[bytes, ZnodeStat] | Exception]:
     """The fallback: one getData per path, all in flight at once."""
     pending = [client.get_async(path) for path in paths]
     results: list[tuple[bytes, ZnodeStat] | Exception] = []
     for result in pending:
         try:
-            results.append(result.get())
+            results.append(_reply(client, result, deadline))
         except RECOVERABLE:
             raise
         except KazooException as exc:  # NoNodeError and friends belong to one path only

@@ -254,6 +254,21 @@ def test_submit_file_collects_results_while_it_waits_and_ctrl_c_lists_the_rest(
     assert "interrupted: 1 task not finished (listed above) goes on; mw result NAME --wait" in err
 
 
+def test_sigterm_to_a_waiting_submit_file_lists_the_tasks_as_ctrl_c_does(
+    interactive, zk: KazooClient, tmp_path: Path
+) -> None:
+    """A CI's cancel or a ``timeout`` sends SIGTERM: it ended the process silently, every name lost."""
+    tasks = tmp_path / "tasks.txt"
+    tasks.write_text("echo a\necho b\n")
+    submit = interactive("submit", "--file", str(tasks))  # no master: both stay pending
+    wait_until(lambda: zk.exists(TASKS) and len(zk.get_children(TASKS)) == 2, 30, "the tasks pending")
+    submit.send_signal(signal.SIGTERM)
+    out, err = submit.communicate(timeout=10)
+    assert submit.returncode == 130 and "Traceback" not in err
+    assert out.splitlines() == sorted(zk.get_children(TASKS), key=task_sequence) + ["0 done, 0 failed, 2 not finished"]
+    assert "interrupted: 2 tasks not finished (listed above) go on" in err
+
+
 def test_submit_file_timeout_lists_the_unfinished_tasks_and_says_why(
     mw_env: dict[str, str], zk: KazooClient, tmp_path: Path
 ) -> None:

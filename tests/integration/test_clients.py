@@ -139,7 +139,9 @@ def test_wait_for_all_reads_only_listed_records_of_its_tasks_in_submission_order
     finished = tasks[10:310]
     asked: list[int] = []
     real = client_module.get_many
-    monkeypatch.setattr(client_module, "get_many", lambda c, paths: asked.append(len(paths)) or real(c, paths))
+    monkeypatch.setattr(
+        client_module, "get_many", lambda c, paths, **k: asked.append(len(paths)) or real(c, paths, **k)
+    )
     txn = zk.transaction()
     for task in reversed(finished):
         txn.create(status_path(task), TaskStatus("done", exit_code=0).encode())
@@ -150,15 +152,15 @@ def test_wait_for_all_reads_only_listed_records_of_its_tasks_in_submission_order
 
 
 def _count_looks(zk: KazooClient, monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
-    looks = {"exists": 0, "get_children": 0}
+    looks = {"exists": 0, "get_children": 0}  # the waiter asks asynchronously, with a bound on each reply
     for name in looks:
-        real = getattr(zk, name)
+        real = getattr(zk, f"{name}_async")
 
         def counted(path, *a, _real=real, _name=name, **k):  # noqa: ANN001, ANN002, ANN003, ANN202
             looks[_name] += path == STATUS
             return _real(path, *a, **k)
 
-        monkeypatch.setattr(zk, name, counted)
+        monkeypatch.setattr(zk, f"{name}_async", counted)
     return looks
 
 

@@ -8,6 +8,7 @@ starts its own, runs ``mw`` as a user types it, and stops the server under it.
 
 from __future__ import annotations
 
+import re
 import signal
 import subprocess
 import sys
@@ -21,8 +22,8 @@ from kazoo.client import KazooClient
 from masterworker.lab.chaos.proxy import CREATE_OPS, OP_MULTI, DroppingProxy
 from masterworker.lab.processes import mw_env
 from masterworker.system.client import SERVER_PATIENCE
-from masterworker.system.protocol import TASKS
-from masterworker.zk.fourletter import four_letter, parse_lines
+from masterworker.system.protocol import STATUS, TASKS, TaskStatus, status_path
+from masterworker.zk.fourletter import four_letter
 from masterworker.zk.server import LocalZooKeeper
 from tests.conftest import SESSION_TIMEOUT
 from tests.helpers import wait_until
@@ -57,9 +58,9 @@ def ended(process: subprocess.Popen, within: float) -> tuple[int, str, str]:
     try:
         out, err = process.communicate(timeout=within)
     except subprocess.TimeoutExpired:
-        process.kill()
-        process.communicate()
-        raise AssertionError(f"still running {within:g} s after its server went away") from None
+        process.send_signal(signal.SIGABRT)  # faulthandler: every thread's stack, on stderr
+        _, err = process.communicate()
+        raise AssertionError(f"still running {within:g} s after its server went away: {err[-4000:]}") from None
     assert "Traceback" not in err, err[-3000:]
     return process.returncode, out, err
 
@@ -155,13 +156,17 @@ def test_ctrl_c_ends_status_watch_while_no_server_answers(server: LocalZooKeeper
     port = server.servers[0].config.client_port
     watch = subprocess.Popen(
         [sys.executable, "-m", "masterworker", "status", "--watch", "--interval", "0.1"],
-        env=mw_env(server.connect_string, SESSION_TIMEOUT),
+        env={**mw_env(server.connect_string, SESSION_TIMEOUT), "PYTHONFAULTHANDLER": "1"},
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
     )
-    connections = lambda: int(parse_lines(four_letter("127.0.0.1", port, "mntr"), "\t")["zk_num_alive_connections"])  # noqa: E731
-    wait_until(lambda: connections() >= 2, 30, "mw status --watch connected")  # it, and this look
+
+    def looked() -> bool:  # its session has sent more than its connect: it is refreshing (this look has no sid)
+        cons = four_letter("127.0.0.1", port, "cons").splitlines()
+        return any(",sid=0x" in line and int(re.search(r"recved=(\d+)", line)[1]) > 5 for line in cons)
+
+    wait_until(looked, 30, "mw status --watch connected and refreshing")
     server.stop()
     assert watch.stderr is not None
     drops = 0
@@ -170,5 +175,36 @@ def test_ctrl_c_ends_status_watch_while_no_server_answers(server: LocalZooKeeper
         if drops == 3:
             break
     watch.send_signal(signal.SIGINT)
-    code, _, _ = ended(watch, within=10)
-    assert code in (0, 130)
+    code, _, err = ended(watch, within=10)
+    assert code in (0, 130), err
+
+
+def test_results_read_whose_collection_is_unconfirmed_are_listed_for_mw_result(
+    zk_hosts: str, zk_server: LocalZooKeeper, zk: KazooClient, mw_env: dict[str, str], tmp_path: Path
+) -> None:
+    """The collect's delete loses its reply and no server answers after: the output said 'mw result
+    --file OUT collects them', yet named them nowhere. They are listed now, and the output settles them."""
+    names = [f"task-0a1b2c3d4e5f-{n:010d}" for n in range(3)]
+    for name in names:
+        zk.create(status_path(name), TaskStatus(state="done", exit_code=0).encode(), makepath=True)
+    listed = tmp_path / "names.txt"
+    listed.write_text("\n".join(names) + "\n")
+    code, out, err, _ = through_a_proxy_that_stops(zk_hosts, zk_server, (OP_MULTI,), "result", "--file", str(listed))
+    assert code == 0, err
+    assert out.splitlines() == [f"{name} done, its record perhaps not collected" for name in names] + [
+        "3 done, 0 failed, 0 not finished"
+    ]
+    assert "collecting the records of 3 tasks was not confirmed" in err
+    zk.create(status_path(names[0]), TaskStatus(state="done", exit_code=0).encode())  # as if that delete was lost
+    given_back = tmp_path / "out.txt"
+    given_back.write_text(out)
+    again = subprocess.run(
+        [sys.executable, "-m", "masterworker", "result", "--file", str(given_back)],
+        env=mw_env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert again.returncode == 0, again.stderr
+    assert again.stdout.splitlines() == ["1 done, 0 failed, 0 not finished, 2 not found"]
+    assert zk.get_children(STATUS) == []
