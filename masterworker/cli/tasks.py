@@ -246,7 +246,15 @@ def _resumable(stopped: SubmitStopped, file: Path, numbers: list[int], as_json: 
     message = str(stopped)
     first = stopped.first_missing
     resume = None
-    if stopped.known and first is not None and all(name is None for name in stopped.names[first:]):
+    if not stopped.known and stopped.unsure:  # resume after the uncertain ones: each would run twice if it went in
+        first, unsure = stopped.first_never_sent, stopped.unsure
+        lines = (
+            f"line {numbers[unsure[0]]:,}"
+            if len(unsure) == 1
+            else f"lines {numbers[unsure[0]]:,}-{numbers[unsure[-1]]:,}"
+        )
+        message += f"; {lines} may be in: look for them with mw status before sending them again"
+    if (stopped.known or stopped.unsure) and first is not None and all(name is None for name in stopped.names[first:]):
         resume = numbers[first]
         if str(file) == "-":
             message += f"; resume from line {resume:,} of standard input"

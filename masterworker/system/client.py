@@ -84,9 +84,20 @@ class SubmitStopped(MasterworkerError):
     ``known`` is False, if it could not be found out). The message says how many of each.
     """
 
-    def __init__(self, reason: str, names: list[str | None], known: bool, exit_code: int) -> None:
+    def __init__(
+        self, reason: str, names: list[str | None], known: bool, exit_code: int, unsure: set[int] | None = None
+    ) -> None:
         submitted = sum(1 for name in names if name is not None)
-        others = "the others were not" if known else "whether the others were is unknown (see mw status)"
+        self.unsure = sorted(unsure or ())  # when not known: the indices of the tasks whose outcome is unknown
+        if known:
+            others = "the others were not"
+        elif self.unsure:
+            rest = len(names) - submitted - len(self.unsure)
+            others = f"{len(self.unsure):,} may have been (their reply was lost)" + (
+                f", the other {rest:,} were not" if rest else ""
+            )
+        else:
+            others = "whether the others were is unknown (see mw status)"
         super().__init__(f"{reason}: stopped; {submitted:,} of {len(names):,} tasks were submitted, {others}")
         self.names, self.known, self.exit_code = names, known, exit_code
         self.submitted = [name for name in names if name is not None]
@@ -95,6 +106,12 @@ class SubmitStopped(MasterworkerError):
     def first_missing(self) -> int | None:
         """The index of the first task not submitted (where a resumed submission starts)."""
         return next((i for i, name in enumerate(self.names) if name is None), None)
+
+    @property
+    def first_never_sent(self) -> int | None:
+        """The index from which no task was submitted for certain (none created, none unsure), or None."""
+        last = max([i for i, name in enumerate(self.names) if name is not None] + self.unsure, default=-1)
+        return last + 1 if last + 1 < len(self.names) else None
 
 
 def encode_task(spec: TaskSpec) -> bytes:
@@ -426,15 +443,16 @@ class _Batches:
             except RECOVERABLE:
                 self.unresolved.append(group)
         self.in_flight = []
-        unsure = [self.guids[i] for group in self.unresolved if group != settled for i in self._missing(group)]
+        unsure = [i for group in self.unresolved if group != settled for i in self._missing(group)]
         known = not unsure
         if unsure and self.client.connected:
             try:
-                self.names.update(locate(self.client, unsure))
+                self.names.update(locate(self.client, [self.guids[i] for i in unsure]))
                 known = True
             except RECOVERABLE:
                 pass
-        return SubmitStopped(reason, [self.names.get(g) for g in self.guids], known, exit_code)
+        names = [self.names.get(g) for g in self.guids]
+        return SubmitStopped(reason, names, known, exit_code, unsure={i for i in unsure if names[i] is None})
 
 
 def _start(client: KazooClient, guids: list[str], data: list[bytes], transactional: bool) -> tuple:
@@ -536,8 +554,10 @@ def wait_for_status(
         changed.set()
 
     deadline = None if timeout is None else time.monotonic() + timeout
+    outage = _Outage(client)
     with _woken_by_reconnection(client, changed):
         while True:
+            outage.look()
             try:
                 if client.connected and client.exists(status_path(task), watch=on_change) is not None:
                     status = read_status(client, task)
@@ -552,6 +572,29 @@ def wait_for_status(
                 tick()
             changed.wait(min(1.0, remaining))
             changed.clear()
+
+
+class _Outage:
+    """Says once, in a wait with no deadline, that no server has answered for SERVER_PATIENCE seconds:
+    kazoo's own line per attempt to reconnect does not say what the command is doing meanwhile."""
+
+    def __init__(self, client: KazooClient) -> None:
+        self.client, self.since, self.said = client, None, False
+
+    def look(self) -> None:
+        if self.client.connected:
+            if self.said:
+                logger.info("a ZooKeeper server answers again: waiting as before")
+            self.since, self.said = None, False
+        elif self.since is None:
+            self.since = time.monotonic()
+        elif not self.said and time.monotonic() - self.since >= SERVER_PATIENCE:
+            logger.warning(
+                "no ZooKeeper server has answered for {:g} s: still waiting for one (Ctrl-C stops the waiting; "
+                "the tasks go on)",
+                SERVER_PATIENCE,
+            )
+            self.said = True
 
 
 def _answer(client: KazooClient, pending: object, timeout: float | None) -> object:
@@ -616,9 +659,11 @@ def wait_for_all(
         woke.set()
 
     poll = True  # until a look at /status says its listing is small enough
+    outage = _Outage(client)
     with _woken_by_reconnection(client, woke):
         while waiting:
             woke.clear()
+            outage.look()
             if not client.connected:  # see _woken_by_reconnection: a call now would wait for a server
                 left = None if deadline is None else deadline - time.monotonic()
                 if left is not None and left <= 0:

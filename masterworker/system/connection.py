@@ -177,8 +177,16 @@ def granted_session_timeout(client: KazooClient, asked: float) -> float | None:
 
 
 def close_quietly(client: KazooClient) -> None:
-    """Close the session now, so the ensemble deletes our ephemeral znodes at once (chapter 3)."""
+    """Close the session now, so the ensemble deletes our ephemeral znodes at once (chapter 3).
+
+    Closing while no server answers makes kazoo log that it failed to connect "within the
+    connection retry policy", after the command's last line: it says nothing then, and is muted."""
+    kazoo_logger = logging.getLogger("kazoo.client")
+    level = kazoo_logger.level
+    if not client.connected:
+        kazoo_logger.setLevel(logging.ERROR)
     try:
         client.stop()
     finally:
         client.close()
+        kazoo_logger.setLevel(level)

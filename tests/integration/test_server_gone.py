@@ -84,11 +84,19 @@ def test_submit_file_with_a_timeout_ends_on_time_and_lists_its_tasks(server: Loc
     assert "3 tasks not finished after 4 s" in err
 
 
-def test_ctrl_c_of_a_submit_waiting_for_a_server_that_is_gone_ends_it(server: LocalZooKeeper, tmp_path: Path) -> None:
+def test_a_wait_for_a_server_that_is_gone_says_so_once_and_ctrl_c_ends_it(
+    server: LocalZooKeeper, tmp_path: Path
+) -> None:
+    """With no --timeout it waits for a server to come back, as asked; it says so, not only kazoo's retries."""
     tasks = tmp_path / "tasks.txt"
     tasks.write_text("true\ntrue\n")
     submit = waiting_mw(server, 2, "submit", "--file", str(tasks))  # no timeout: it would wait for ever
     server.stop()
+    assert submit.stderr is not None
+    said = f"no ZooKeeper server has answered for {SERVER_PATIENCE:g} s: still waiting for one"
+    for line in submit.stderr:
+        if said in line:
+            break
     asked = time.monotonic()
     submit.send_signal(signal.SIGINT)
     code, out, err = ended(submit, within=15)
@@ -135,7 +143,8 @@ def test_a_submission_whose_server_goes_away_midway_stops_and_says_what_it_knows
     errors = [line for line in err.splitlines() if line.startswith("error:")]
     assert errors == [
         f"error: no ZooKeeper server answered for {SERVER_PATIENCE:g} s: stopped; 0 of 500 tasks were submitted, "
-        "whether the others were is unknown (see mw status)"
+        "500 may have been (their reply was lost); lines 1-500 may be in: look for them with mw status before "
+        "sending them again"
     ], err
 
 
