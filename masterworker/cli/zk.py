@@ -24,6 +24,7 @@ from masterworker.cli.common import (
     console,
     fail,
     friendly_errors,
+    notice,
     setup,
 )
 from masterworker.system.connection import close_quietly, connect
@@ -31,7 +32,7 @@ from masterworker.system.errors import BadInput
 from masterworker.zk import control
 from masterworker.zk.fourletter import server_facts
 from masterworker.zk.reconfig import CONFIG_NODE, Reconfigurer, read_membership
-from masterworker.zk.server import LocalZooKeeper
+from masterworker.zk.server import LocalZooKeeper, ServerStartError
 
 app = command_group("Run a local ZooKeeper (standalone or an ensemble) and look at its servers.")
 
@@ -84,12 +85,26 @@ def start(
             highlight=False,
             soft_wrap=True,
         )
+        exited: set[int] = set()
         while not stopping.wait(0.5):
             control.serve(zk, reconfigurer)  # mw zk reconfig's requests (see masterworker/zk/control.py)
+            _say_who_exited(zk, exited)
     finally:
         control.withdraw(zk.data_dir)
         zk.stop()
         console.print("ZooKeeper stopped")
+
+
+def _say_who_exited(zk: LocalZooKeeper, exited: set[int]) -> None:
+    """A server that died (killed, out of memory) is said once; when none is left, this command ends:
+    it kept running, saying nothing, in front of a server that was gone."""
+    for server in zk.servers:
+        if not server.running and server.sid not in exited:
+            exited.add(server.sid)
+            code = server.process.returncode if server.process else None
+            notice(f"ZooKeeper server {server.sid} exited (exit code {code}); its log: {server.log_file}")
+    if zk.servers and all(not server.running for server in zk.servers):
+        raise ServerStartError("every ZooKeeper server of this 'mw zk start' has exited")
 
 
 def _serving(host: str, port: int) -> bool:

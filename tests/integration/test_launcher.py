@@ -181,3 +181,29 @@ def test_an_observer_serves_reads_and_writes_but_does_not_vote(tmp_path: Path) -
                 client.stop()
                 client.close()
     assert jvm_pids_under(tmp_path / "zk") == []
+
+
+def test_mw_zk_start_says_its_server_died_and_ends(tmp_path: Path) -> None:
+    """kill -9 of the JVM left mw zk start running, silent, in front of a server that was gone."""
+    data_dir = tmp_path / "zk"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "masterworker", "zk", "start", "--data-dir", str(data_dir)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        for line in proc.stdout:  # it has said it runs
+            if line.startswith("export MW_ZK="):
+                break
+        (jvm,) = jvm_pids_under(data_dir)
+        os.kill(jvm, signal.SIGKILL)
+        rest = proc.communicate(timeout=30)[0]
+        assert proc.returncode == 1
+        assert "ZooKeeper server 1 exited (exit code -9)" in rest
+        assert "error: every ZooKeeper server of this 'mw zk start' has exited" in rest
+        assert "Traceback" not in rest
+    finally:
+        if proc.poll() is None:
+            proc.kill()
