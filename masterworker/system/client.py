@@ -58,7 +58,7 @@ from masterworker.system.protocol import (
     task_path,
     worker_path,
 )
-from masterworker.system.zkops import RECOVERABLE, failure, wait_connected
+from masterworker.system.zkops import RECOVERABLE, answer, failure, wait_connected
 
 DEFAULT_BACKLOG_CAP = 20_000
 # A request that lost the connection this many times in a row, while the connection came back each
@@ -217,10 +217,7 @@ def _submit(client: KazooClient, data: bytes, backlog_cap: int, stop: threading.
             logger.warning("ConnectionLoss while creating the task, and it is not there: creating it again")
         try:
             sent = client.create_async(task_path(protected_prefix(guid)), data, sequence=True)
-            try:
-                return sent.get(timeout=SERVER_PATIENCE).rsplit("/", 1)[1]
-            except client.handler.timeout_exception:
-                raise OperationTimeoutError(f"no reply to the create in {SERVER_PATIENCE:g} s") from None
+            return answer(client, sent, SERVER_PATIENCE).rsplit("/", 1)[1]
         except NoNodeError:  # /tasks vanished (an operator wiped the tree): create it again, then retry
             ensure_tasks(client)
             raise ForceRetryError() from None
@@ -359,8 +356,8 @@ class _Batches:
     def pending(self) -> int:
         """How many tasks wait in /tasks: the children count of one ``exists``, not a listing."""
         try:
-            stat = self.client.exists_async(TASKS).get(timeout=SERVER_PATIENCE)
-        except self.client.handler.timeout_exception:
+            stat = answer(self.client, self.client.exists_async(TASKS), SERVER_PATIENCE)
+        except OperationTimeoutError:
             raise self.stopped(f"no ZooKeeper server answered for {SERVER_PATIENCE:g} s", 1) from None
         return 0 if stat is None else stat.numChildren
 
@@ -379,7 +376,7 @@ class _Batches:
         deadline = time.monotonic() + SERVER_PATIENCE
         for group, pending in self.in_flight:
             try:
-                self.names.update(_finish(pending, max(0.0, deadline - time.monotonic())))
+                self.names.update(_finish(self.client, pending, max(0.0, deadline - time.monotonic())))
             except RECOVERABLE:
                 self.unresolved.append(group)
                 continue
@@ -414,7 +411,7 @@ class _Batches:
             try:
                 guids = [self.guids[i] for i in todo]
                 sent = _start(self.client, guids, [self.data[i] for i in todo], self.transactional)
-                self.names.update(_finish(sent, SERVER_PATIENCE))
+                self.names.update(_finish(self.client, sent, SERVER_PATIENCE))
             except RECOVERABLE:
                 losses += 1
             todo = self._missing(group)
@@ -439,7 +436,7 @@ class _Batches:
         """
         for group, pending in self.in_flight:
             try:
-                self.names.update(_finish(pending, 0.0 if not self.client.connected else SERVER_PATIENCE))
+                self.names.update(_finish(self.client, pending, 0.0 if not self.client.connected else SERVER_PATIENCE))
             except RECOVERABLE:
                 self.unresolved.append(group)
         self.in_flight = []
@@ -461,20 +458,16 @@ def _start(client: KazooClient, guids: list[str], data: list[bytes], transaction
         txn = client.transaction()
         for guid, value in zip(guids, data, strict=True):
             txn.create(task_path(protected_prefix(guid)), value, sequence=True)
-        return ("multi", guids, txn.commit_async(), client.handler.timeout_exception)
-    replies = create_many(client, [task_path(protected_prefix(g)) for g in guids], data)
-    return ("each", guids, replies, client.handler.timeout_exception)
+        return ("multi", guids, txn.commit_async())
+    return ("each", guids, create_many(client, [task_path(protected_prefix(g)) for g in guids], data))
 
 
-def _finish(pending: tuple, timeout: float | None = None) -> dict[str, str]:
+def _finish(client: KazooClient, pending: tuple, timeout: float | None = None) -> dict[str, str]:
     """Names of the tasks a started group created; raises the first ConnectionLoss (outcome unknown),
     or OperationTimeoutError when no reply came within ``timeout`` seconds (no server answers)."""
-    kind, guids, results, no_reply = pending
+    kind, guids, results = pending
     if kind == "multi":
-        try:
-            outcome = results.get(timeout=timeout)
-        except no_reply:
-            raise OperationTimeoutError(f"no reply to a transaction of {len(guids)} creates in {timeout:g} s") from None
+        outcome = answer(client, results, timeout)
         failed = failure(outcome)
         if failed is not None:
             raise failed[1]
@@ -597,14 +590,6 @@ class _Outage:
             self.said = True
 
 
-def _answer(client: KazooClient, pending: object, timeout: float | None) -> object:
-    """A request's reply within ``timeout`` seconds (None: whenever it comes), else OperationTimeoutError."""
-    try:
-        return pending.get(timeout=timeout)
-    except client.handler.timeout_exception:
-        raise OperationTimeoutError("no reply from ZooKeeper in time") from None
-
-
 @contextlib.contextmanager
 def _woken_by_reconnection(client: KazooClient, woke: threading.Event) -> Iterator[None]:
     """A waiter asks ZooKeeper nothing while no server answers: kazoo queues a call made then until
@@ -681,10 +666,10 @@ def wait_for_all(
                 # the connection may go between the look at it above and the request, and kazoo then
                 # holds the request until a server answers.
                 bound = None if deadline is None else max(1.0, deadline - time.monotonic())
-                stat = _answer(client, client.exists_async(STATUS), bound) if poll else None
+                stat = answer(client, client.exists_async(STATUS), bound) if poll else None
                 if not poll or (stat is not None and stat.numChildren <= STATUS_LISTING_LIMIT):
                     listing = client.get_children_async(STATUS, watch=wake, include_data=True)
-                    listed, stat = _answer(client, listing, bound)
+                    listed, stat = answer(client, listing, bound)
                     candidates = sorted((t for t in listed if t in waiting), key=waiting.__getitem__)
                     poll = stat.numChildren > STATUS_LISTING_LIMIT
                 else:

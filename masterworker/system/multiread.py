@@ -18,7 +18,7 @@ import weakref
 from collections import namedtuple
 
 from kazoo.client import KazooClient
-from kazoo.exceptions import EXCEPTIONS, ConnectionLoss, KazooException, OperationTimeoutError, UnimplementedError
+from kazoo.exceptions import EXCEPTIONS, ConnectionLoss, KazooException, UnimplementedError
 from kazoo.protocol.paths import _prefix_root
 from kazoo.protocol.serialization import (
     MultiHeader,
@@ -29,7 +29,7 @@ from kazoo.protocol.serialization import (
     write_string,
 )
 
-from masterworker.system.zkops import RECOVERABLE
+from masterworker.system.zkops import RECOVERABLE, answer
 
 MAX_PATHS = 64
 _GET_DATA = 4
@@ -101,12 +101,7 @@ def get_many(
 
 
 def _reply(client: KazooClient, async_result: object, deadline: float | None) -> object:
-    if deadline is None:
-        return async_result.get()
-    try:
-        return async_result.get(timeout=max(0.0, deadline - time.monotonic()))
-    except client.handler.timeout_exception:
-        raise OperationTimeoutError("no reply from ZooKeeper in time") from None
+    return answer(client, async_result, None if deadline is None else max(0.0, deadline - time.monotonic()))
 
 
 def _pipelined(

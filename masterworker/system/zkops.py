@@ -119,6 +119,16 @@ def retrying(stop: threading.Event | None = None) -> KazooRetry:
     return KazooRetry(max_tries=-1, delay=0.1, max_delay=1.0, interrupt=stop.is_set if stop else None)
 
 
+def answer(client: KazooClient, pending: object, timeout: float | None) -> object:
+    """A request's reply within ``timeout`` seconds (None: whenever it comes), else OperationTimeoutError
+    (one of RECOVERABLE: the outcome is unknown). kazoo holds a request sent while no server answers
+    until one does: a command that must end on time awaits its replies with a bound."""
+    try:
+        return pending.get(timeout=timeout)
+    except client.handler.timeout_exception:
+        raise OperationTimeoutError(f"no reply from ZooKeeper within {timeout:g} s") from None
+
+
 def wait_connected(client: KazooClient, stop: threading.Event, timeout: float | None = None) -> bool:
     """Block until the client is connected (or ``stop``/timeout); polled, so nothing is missed."""
     deadline = None if timeout is None else time.monotonic() + timeout
