@@ -211,12 +211,19 @@ class Worker:
             time.sleep(0.02)
         if self._in_flight:
             self._abandon = True
+            left = len(self._in_flight)
             ended = self._groups.end_all()
+            unrecorded = (
+                ""
+                if self.client.connected or left <= ended
+                else f", {left - ended} finished but not recorded (no ZooKeeper server answers)"
+            )
             logger.warning(
-                "grace period of {:g} s over: ended {} running task(s); the master gives them to another worker "
+                "grace period of {:g} s over: ended {} running task(s){}; the master gives them to another worker "
                 "once this worker's session closes",
                 self.grace,
                 ended,
+                unrecorded,
             )
             deadline = time.monotonic() + 5.0
             while self._in_flight and time.monotonic() < deadline:
@@ -469,6 +476,15 @@ class Worker:
             try:
                 for (task, _), counted in zip(done, self._complete_batch(done), strict=True):
                     self._settle(task, counted)
+            except RECOVERABLE as exc:  # our session closed by release_when_stuck, or expired: one line
+                logger.warning(
+                    "{} task(s) finished, their records not confirmed ({}): a master gives each one not "
+                    "recorded to another worker",
+                    len(done),
+                    type(exc).__name__,
+                )
+                for task, _ in done:
+                    self._settle(task, False)
             except Exception:
                 logger.exception("unexpected error while completing {} task(s)", len(done))
                 for task, _ in done:

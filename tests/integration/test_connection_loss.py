@@ -12,6 +12,7 @@ from collections.abc import Iterator
 import pytest
 from kazoo.client import KazooClient
 from kazoo.exceptions import ConnectionLoss
+from loguru import logger
 
 from masterworker.lab.chaos.proxy import CREATE_OPS, OP_MULTI, DroppingProxy
 from masterworker.system.client import Collector, consume_status, submit
@@ -139,3 +140,26 @@ def test_collecting_while_no_server_answers_gives_up_after_its_patience_and_leav
     assert time.monotonic() - began < 5
     assert consume_status(proxied, names[0], patience=1.0) is False  # mw result NAME: the same, said
     assert sorted(zk.get_children(STATUS)) == names
+
+
+def test_completions_after_the_session_was_closed_are_one_line_each_batch(zk_hosts: str, zk) -> None:
+    """A worker stopping while no server answers has its session closed (``release_when_stuck``); the
+    tasks it finishes then cannot be recorded: one warning per batch, no traceback, counted as
+    discarded (the next master gives them to another worker), and the completer ends."""
+    ensure_nodes(zk)
+    client = connect(ZkSettings(hosts=zk_hosts, session_timeout=10))
+    worker = Worker(client, "w1")
+    client.stop()  # what release_when_stuck does
+    now = time.time()
+    for n in range(3):
+        worker._completions.put((f"task-{n:010d}", TaskStatus("done", exit_code=0, started_at=now, ended_at=now)))
+    worker._completions.put(None)
+    lines: list[str] = []
+    sink = logger.add(lambda message: lines.append(str(message)), level="WARNING", format="{level} {message}")
+    try:
+        worker._complete_loop()  # returns: the None ends it
+    finally:
+        logger.remove(sink)
+    assert worker.discarded == 3 and worker.completed == 0
+    assert len(lines) == 1, lines
+    assert "Traceback" not in lines[0] and "3 task(s)" in lines[0] and "another worker" in lines[0], lines[0]
